@@ -1,0 +1,241 @@
+"""The gateway pipeline for one inbound message, shared by console, simulate and Telegram.
+
+    store raw (idempotent on update_id) → screen → if positive: hotline card + alert + case
+    → forward to Rasa (leading "/" neutralised, screening as metadata, with a time-out)
+    → map Rasa's replies (text, buttons, {"escalate": ...} payloads) → store every outbound
+
+The screen and the escalation never wait on Rasa, so a positive screen reaches the client
+and the clinicians even when Rasa is down, slow, or failing (ARCHITECTURE.md invariant 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.escalation import AlertRecord, Escalation, escalate, evidence_from_screening, from_payload
+from bot.hotlines import hotline_card
+from bot.rasa_client import RasaClient, RasaUnavailable, neutralise
+from bot.storage import Store
+
+log = logging.getLogger(__name__)
+
+#: Rasa gets at most this much of a message (Telegram's own limit); the screen sees it all.
+MAX_FORWARD_CHARS = 4096
+
+FAILSAFE_TEXT = (
+    "Sorry, I can't reply properly right now. Your message is saved and the clinic's staff "
+    "can read it. If you need someone now, please use these numbers:"
+)
+EMPTY_TEXT = "I didn't catch any words there. You can tell me what's going on in your own words."
+
+
+@dataclass
+class Inbound:
+    """One client message as the gateway received it."""
+
+    chat: str  # the channel's chat key, e.g. "alice" or a Telegram chat id
+    text: str
+    channel: str = "console"
+    region: str | None = None
+    update_id: int | None = None
+    telegram_message_id: int | None = None
+    kind: str = "text"  # "text" | "edit" | "caption"
+
+    @property
+    def conversation_id(self) -> str:
+        return f"{self.channel}:{self.chat}"
+
+
+@dataclass
+class Reply:
+    chat: str
+    text: str
+    buttons: list[str] = field(default_factory=list)
+    kind: str = "reply"  # "reply" | "card" | "fallback"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "reply", "chat": self.chat, "text": self.text, "buttons": self.buttons}
+
+
+@dataclass
+class Alert:
+    chat: str
+    case: int
+    priority: str
+    categories: list[str]
+    text: str
+    alert_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "alert",
+            "chat": self.chat,
+            "case": self.case,
+            "priority": self.priority,
+            "categories": self.categories,
+            "text": self.text,
+        }
+
+
+Event = Reply | Alert
+
+
+class Sink(Protocol):
+    """Where the pipeline's events go: the console, a JSON Lines stream, or Telegram."""
+
+    async def reply(self, event: Reply) -> None: ...
+
+    async def alert(self, event: Alert) -> bool:
+        """Deliver or queue an alert; return True only if it was delivered to clinicians."""
+        ...
+
+
+class ScreenerLike(Protocol):
+    def screen(self, text: str) -> Any: ...
+
+
+class Pipeline:
+    """Handle inbound messages end to end."""
+
+    def __init__(
+        self,
+        store: Store,
+        screener: ScreenerLike,
+        rasa: RasaClient,
+        sink: Sink,
+        default_region: str = "US",
+    ) -> None:
+        self.store = store
+        self.screener = screener
+        self.rasa = rasa
+        self.sink = sink
+        self.default_region = default_region
+
+    async def handle(self, inbound: Inbound) -> list[Event]:
+        """Run one message through the pipeline; return the events in the order emitted."""
+        region = (inbound.region or self.default_region).upper()
+        conversation_id = inbound.conversation_id
+        # 1. Store before anything acts on it. A StorageError propagates: the caller must
+        #    not acknowledge the update (invariant 5).
+        stored = self.store.store_inbound(
+            conversation_id,
+            inbound.channel,
+            inbound.text,
+            region=region,
+            update_id=inbound.update_id,
+            telegram_message_id=inbound.telegram_message_id,
+            kind=inbound.kind,
+        )
+        if stored.duplicate:
+            log.info("update %s was already handled; skipped", inbound.update_id)
+            return []
+        turn = _Turn(self, inbound, region, stored.message_id)
+
+        # 2. Screen first; never depends on Rasa (invariant 1).
+        screening = self._screen(inbound.text)
+        self.store.store_screening(stored.message_id, screening)
+        if screening["escalate"]:
+            categories = screening["categories"]
+            priority = screening.get("priority") or "urgent"
+            await turn.card(
+                abuse="being_harmed" in categories and "self_harm" not in categories,
+                acute=priority == "imminent",
+            )
+            await turn.escalate(
+                Escalation(
+                    priority=priority,
+                    categories=categories,
+                    reason=screening.get("reason") or "The risk screen matched this message.",
+                    evidence=evidence_from_screening(inbound.text, screening),
+                    source="screen",
+                )
+            )
+
+        # 3. The dialogue.
+        forwarded = neutralise(inbound.text)[:MAX_FORWARD_CHARS]
+        if not forwarded.strip():
+            await turn.reply(EMPTY_TEXT, kind="fallback")
+            return turn.events
+        metadata = {"screening": screening, "region": region, "channel": inbound.channel}
+        try:
+            replies = await self.rasa.send(conversation_id, forwarded, metadata)
+        except RasaUnavailable as exc:
+            log.warning("Rasa unavailable (%s); sent the fail-safe reply", type(exc.__cause__).__name__)
+            await turn.reply(FAILSAFE_TEXT, kind="fallback")
+            if not turn.card_sent:
+                await turn.card(clinician_told=False)
+            return turn.events
+        for item in replies:
+            if item.custom and isinstance(item.custom.get("escalate"), dict):
+                await turn.escalate(from_payload(item.custom["escalate"]))
+            elif item.text:
+                await turn.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
+        return turn.events
+
+    def _screen(self, text: str) -> dict[str, Any]:
+        """Screen a message; if the screener itself fails, fail safe to a human review."""
+        try:
+            return self.screener.screen(text).to_dict()
+        except Exception:  # noqa: BLE001 - a broken screener must page a human, not drop
+            log.exception("the screener failed; escalating for human review")
+            return {
+                "text": text,
+                "escalate": True,
+                "categories": [],
+                "signals": [],
+                "priority": "urgent",
+                "reason": "The risk screen failed on this message: a clinician must read it.",
+            }
+
+
+class _Turn:
+    """The events of one inbound message, emitted and stored in order."""
+
+    def __init__(self, pipeline: Pipeline, inbound: Inbound, region: str, message_id: int):
+        self.p = pipeline
+        self.inbound = inbound
+        self.region = region
+        self.message_id = message_id
+        self.events: list[Event] = []
+        self.card_sent = False
+
+    async def reply(self, text: str, *, buttons: list[str] | None = None, kind: str = "reply") -> None:
+        event = Reply(self.inbound.chat, text, buttons or [], kind)
+        self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind)
+        self.events.append(event)
+        await self.p.sink.reply(event)
+
+    async def card(self, *, abuse: bool = False, acute: bool = False, clinician_told: bool = True) -> None:
+        text = hotline_card(self.region, abuse=abuse, acute=acute, clinician_told=clinician_told)
+        await self.reply(text, kind="card")
+        self.card_sent = True
+
+    async def escalate(self, escalation: Escalation) -> AlertRecord:
+        record = escalate(
+            self.p.store,
+            self.inbound.conversation_id,
+            self.inbound.chat,
+            self.region,
+            escalation,
+            self.message_id,
+        )
+        event = Alert(
+            self.inbound.chat,
+            record.case_id,
+            record.priority,
+            record.categories,
+            record.text,
+            record.alert_id,
+        )
+        self.events.append(event)
+        try:
+            delivered = await self.p.sink.alert(event)
+        except Exception as exc:  # noqa: BLE001 - the outbox keeps it for a retry
+            log.error("alert %s not delivered yet: %s", record.alert_id, type(exc).__name__)
+            self.p.store.mark_alert_failed(record.alert_id, type(exc).__name__)
+            delivered = False
+        if delivered:
+            self.p.store.mark_alert_delivered(record.alert_id)
+        return record

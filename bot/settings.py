@@ -1,0 +1,91 @@
+"""Settings: environment variables of ARCHITECTURE.md over ``config/clinic.yml``.
+
+A value set in the environment wins over the file; the file wins over the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from bot import CONFIG_DIR
+
+CLINIC_FILE = CONFIG_DIR / "clinic.yml"
+
+# variable -> (settings field, default)
+ENV_VARS: dict[str, tuple[str, Any]] = {
+    "TELEGRAM_BOT_TOKEN": ("telegram_token", None),
+    "TRIAGE_TELEGRAM_BASE_URL": ("telegram_base_url", "https://api.telegram.org/bot"),
+    "TRIAGE_STAFF_CHAT_ID": ("staff_chat_id", None),
+    "TRIAGE_CLINICIANS": ("clinicians", ""),
+    "TRIAGE_DB": ("db_path", "var/triage.db"),
+    "TRIAGE_REGION": ("region", "US"),
+    "TRIAGE_RASA_URL": ("rasa_url", "http://127.0.0.1:5005"),
+    "TRIAGE_ACTION_URL": ("action_url", "http://127.0.0.1:5055"),
+    "TRIAGE_RASA_TIMEOUT": ("rasa_timeout", 10.0),
+}
+FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token"}
+
+
+class SettingsError(ValueError):
+    """A setting is malformed; the message names the variable or file."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    telegram_token: str | None = None
+    telegram_base_url: str = "https://api.telegram.org/bot"
+    staff_chat_id: str | None = None
+    clinicians: frozenset[str] = field(default_factory=frozenset)
+    db_path: str = "var/triage.db"
+    region: str = "US"
+    rasa_url: str = "http://127.0.0.1:5005"
+    action_url: str = "http://127.0.0.1:5055"
+    rasa_timeout: float = 10.0
+
+    def __repr__(self) -> str:  # never print the token
+        shown = {k: v for k, v in self.__dict__.items() if k != "telegram_token"}
+        shown["telegram_token"] = "***" if self.telegram_token else None
+        return f"Settings({shown})"
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, clinic_file: Path | None = CLINIC_FILE
+) -> Settings:
+    """Build the settings from the environment and the clinic file."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {name: default for name, default in ENV_VARS.values()}
+    if clinic_file is not None and clinic_file.exists():
+        try:
+            raw = yaml.safe_load(clinic_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{clinic_file}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{clinic_file}: expected a mapping of settings")
+        unknown = set(raw) - FILE_KEYS
+        if unknown:
+            raise SettingsError(
+                f"{clinic_file}: unknown keys {sorted(unknown)}; allowed: {sorted(FILE_KEYS)}"
+            )
+        values.update({k: v for k, v in raw.items() if v is not None})
+    for var, (name, _default) in ENV_VARS.items():
+        if env.get(var):
+            values[name] = env[var]
+    try:
+        values["rasa_timeout"] = float(values["rasa_timeout"])
+    except (TypeError, ValueError) as exc:
+        raise SettingsError("TRIAGE_RASA_TIMEOUT must be a number of seconds") from exc
+    clinicians = values["clinicians"]
+    if isinstance(clinicians, str):
+        clinicians = [c for c in clinicians.replace(" ", "").split(",") if c]
+    values["clinicians"] = frozenset(str(c) for c in clinicians)
+    values["region"] = str(values["region"]).upper()
+    values["staff_chat_id"] = (
+        str(values["staff_chat_id"]) if values["staff_chat_id"] is not None else None
+    )
+    values["db_path"] = str(values["db_path"])  # relative paths are relative to the cwd
+    return Settings(**values)

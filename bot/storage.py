@@ -1,0 +1,417 @@
+"""The transcript and case store: SQLite through sqlite-utils, WAL mode, named migrations.
+
+Every inbound update is written here before anything acts on it (ARCHITECTURE.md
+invariant 5), idempotently on Telegram's ``update_id``. Case state changes are appended to
+``case_events`` so the history can be replayed; ``cases`` holds the current view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlite_utils import Database, Migrations
+
+PRIORITY_RANK = {"routine": 0, "urgent": 1, "imminent": 2}
+OPEN_STATUSES = ("open", "claimed")
+
+migrations = Migrations("triage")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db["conversations"].create(
+        {
+            "id": str,  # channel-qualified: "telegram:12345", "console:alice"
+            "channel": str,
+            "region": str,
+            "created_at": str,
+            "takeover_by": str,
+        },
+        pk="id",
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": str,
+            "direction": str,  # "in" | "out"
+            "kind": str,  # "text" | "edit" | "card" | "reply" | "fallback" | "other"
+            "text": str,
+            "update_id": int,
+            "telegram_message_id": int,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["messages"].create_index(["update_id"], unique=True)
+    db["messages"].create_index(["conversation_id", "id"])
+    db["screenings"].create(
+        {
+            "id": int,
+            "message_id": int,
+            "escalate": int,
+            "priority": str,
+            "categories": str,  # JSON list
+            "signals": str,  # JSON list
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db["screenings"].create_index(["message_id"])
+    db["cases"].create(
+        {
+            "id": int,
+            "conversation_id": str,
+            "status": str,  # open -> claimed -> resolved
+            "priority": str,
+            "categories": str,  # JSON list
+            "duty_to_protect": int,
+            "opened_at": str,
+            "updated_at": str,
+            "claimed_by": str,
+            "claimed_at": str,
+            "resolved_by": str,
+            "resolved_at": str,
+            "outcome": str,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+    )
+    db["cases"].create_index(["conversation_id", "status"])
+    db["cases"].create_index(["status", "priority"])
+    db["case_events"].create(
+        {
+            "id": int,
+            "case_id": int,
+            "event": str,  # opened | raised | alerted | claimed | resolved | note ...
+            "actor": str,  # "bot" or a clinician id
+            "priority": str,
+            "details": str,  # JSON object
+            "message_id": int,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("case_id", "cases", "id")],
+    )
+    db["case_events"].create_index(["case_id", "id"])
+    db["alerts"].create(
+        {
+            "id": int,
+            "case_id": int,
+            "message_id": int,
+            "priority": str,
+            "categories": str,  # JSON list
+            "text": str,
+            "created_at": str,
+            "attempts": int,
+            "last_error": str,
+            "delivered_at": str,
+        },
+        pk="id",
+        foreign_keys=[("case_id", "cases", "id")],
+        defaults={"attempts": 0},
+    )
+    db["alerts"].create_index(["delivered_at"])
+    db["audit_log"].create(
+        {"id": int, "actor": str, "action": str, "target": str, "created_at": str},
+        pk="id",
+    )
+
+
+def now() -> str:
+    """The current UTC time as an ISO 8601 string with microseconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class StoredInbound:
+    """The result of storing an inbound message."""
+
+    message_id: int
+    duplicate: bool  # True when this update_id was stored before (already handled)
+    first_contact: bool
+
+
+class StorageError(RuntimeError):
+    """The database could not be written; the inbound update must not be acknowledged."""
+
+
+class Store:
+    """Thin, typed operations over the SQLite database."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self.db = Database(conn)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                self.db.enable_wal()
+                self.db.execute("PRAGMA synchronous = NORMAL")
+            migrations.apply(self.db)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database at {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- conversations and messages ------------------------------------------------------
+
+    def ensure_conversation(self, conversation_id: str, channel: str, region: str | None) -> bool:
+        """Create the conversation if new; return True when it was created (first contact)."""
+        table = self.db["conversations"]
+        before = self.db.execute(
+            "select 1 from conversations where id = ?", [conversation_id]
+        ).fetchone()
+        if before:
+            return False
+        table.insert(
+            {
+                "id": conversation_id,
+                "channel": channel,
+                "region": region,
+                "created_at": now(),
+                "takeover_by": None,
+            },
+            ignore=True,
+        )
+        return True
+
+    def store_inbound(
+        self,
+        conversation_id: str,
+        channel: str,
+        text: str,
+        *,
+        region: str | None = None,
+        update_id: int | None = None,
+        telegram_message_id: int | None = None,
+        kind: str = "text",
+    ) -> StoredInbound:
+        """Store an inbound message durably; idempotent on ``update_id``."""
+        try:
+            with self.db.atomic():
+                if update_id is not None:
+                    row = self.db.execute(
+                        "select id from messages where update_id = ?", [update_id]
+                    ).fetchone()
+                    if row:
+                        return StoredInbound(row[0], duplicate=True, first_contact=False)
+                first = self.ensure_conversation(conversation_id, channel, region)
+                message_id = self._insert_message(
+                    conversation_id, "in", kind, text, update_id, telegram_message_id
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot store the inbound message: {exc}") from exc
+        return StoredInbound(message_id, duplicate=False, first_contact=first)
+
+    def store_outbound(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        kind: str = "reply",
+        telegram_message_id: int | None = None,
+    ) -> int:
+        """Store a message sent to the client."""
+        return self._insert_message(conversation_id, "out", kind, text, None, telegram_message_id)
+
+    def _insert_message(
+        self,
+        conversation_id: str,
+        direction: str,
+        kind: str,
+        text: str,
+        update_id: int | None,
+        telegram_message_id: int | None,
+    ) -> int:
+        table = self.db["messages"]
+        table.insert(
+            {
+                "conversation_id": conversation_id,
+                "direction": direction,
+                "kind": kind,
+                "text": text,
+                "update_id": update_id,
+                "telegram_message_id": telegram_message_id,
+                "created_at": now(),
+            }
+        )
+        return int(table.last_pk)
+
+    def messages(self, conversation_id: str) -> list[dict[str, Any]]:
+        """Every message of a conversation, oldest first."""
+        return list(
+            self.db["messages"].rows_where(
+                "conversation_id = ?", [conversation_id], order_by="id"
+            )
+        )
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["conversations"].rows_where("id = ?", [conversation_id]))
+        return rows[0] if rows else None
+
+    # -- screening --------------------------------------------------------------------
+
+    def store_screening(self, message_id: int, result: dict[str, Any]) -> int:
+        """Store a screening result (the contract's JSON object) for an inbound message."""
+        table = self.db["screenings"]
+        table.insert(
+            {
+                "message_id": message_id,
+                "escalate": int(bool(result.get("escalate"))),
+                "priority": result.get("priority"),
+                "categories": json.dumps(result.get("categories", [])),
+                "signals": json.dumps(result.get("signals", []), ensure_ascii=False),
+                "created_at": now(),
+            }
+        )
+        return int(table.last_pk)
+
+    # -- cases and alerts -------------------------------------------------------------
+
+    def open_case(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation's open or claimed case, if any."""
+        rows = list(
+            self.db["cases"].rows_where(
+                "conversation_id = ? and status in ('open', 'claimed')",
+                [conversation_id],
+                order_by="id desc",
+                limit=1,
+            )
+        )
+        return rows[0] if rows else None
+
+    def case(self, case_id: int) -> dict[str, Any] | None:
+        rows = list(self.db["cases"].rows_where("id = ?", [case_id]))
+        return rows[0] if rows else None
+
+    def open_or_raise_case(
+        self,
+        conversation_id: str,
+        priority: str,
+        categories: Iterable[str],
+        *,
+        details: dict[str, Any],
+        message_id: int | None,
+        duty_to_protect: bool = False,
+        actor: str = "bot",
+    ) -> tuple[dict[str, Any], bool]:
+        """Open a case, or raise the open one; never lower a priority. Return (case, opened)."""
+        if priority not in PRIORITY_RANK:
+            raise ValueError(f"unknown priority {priority!r}")
+        stamp = now()
+        with self.db.atomic():
+            current = self.open_case(conversation_id)
+            if current is None:
+                table = self.db["cases"]
+                table.insert(
+                    {
+                        "conversation_id": conversation_id,
+                        "status": "open",
+                        "priority": priority,
+                        "categories": json.dumps(sorted(set(categories))),
+                        "duty_to_protect": int(duty_to_protect),
+                        "opened_at": stamp,
+                        "updated_at": stamp,
+                    }
+                )
+                case_id = int(table.last_pk)
+                self._case_event(case_id, "opened", actor, priority, details, message_id)
+                return self.case(case_id), True
+            case_id = current["id"]
+            old_rank = PRIORITY_RANK[current["priority"]]
+            new_priority = priority if PRIORITY_RANK[priority] > old_rank else current["priority"]
+            merged = sorted(set(json.loads(current["categories"] or "[]")) | set(categories))
+            changes = {
+                "priority": new_priority,
+                "categories": json.dumps(merged),
+                "duty_to_protect": int(bool(current["duty_to_protect"]) or duty_to_protect),
+                "updated_at": stamp,
+            }
+            self.db["cases"].update(case_id, changes)
+            event = "raised" if new_priority != current["priority"] else "signal"
+            self._case_event(case_id, event, actor, new_priority, details, message_id)
+            return self.case(case_id), False
+
+    def _case_event(
+        self,
+        case_id: int,
+        event: str,
+        actor: str,
+        priority: str | None,
+        details: dict[str, Any],
+        message_id: int | None,
+    ) -> None:
+        self.db["case_events"].insert(
+            {
+                "case_id": case_id,
+                "event": event,
+                "actor": actor,
+                "priority": priority,
+                "details": json.dumps(details, ensure_ascii=False),
+                "message_id": message_id,
+                "created_at": now(),
+            }
+        )
+
+    def case_events(self, case_id: int) -> list[dict[str, Any]]:
+        return list(self.db["case_events"].rows_where("case_id = ?", [case_id], order_by="id"))
+
+    def record_alert(
+        self,
+        case_id: int,
+        priority: str,
+        categories: list[str],
+        text: str,
+        message_id: int | None,
+    ) -> int:
+        """Put an alert in the outbox (undelivered until ``mark_alert_delivered``)."""
+        table = self.db["alerts"]
+        table.insert(
+            {
+                "case_id": case_id,
+                "message_id": message_id,
+                "priority": priority,
+                "categories": json.dumps(categories),
+                "text": text,
+                "created_at": now(),
+                "attempts": 0,
+            }
+        )
+        return int(table.last_pk)
+
+    def mark_alert_delivered(self, alert_id: int) -> None:
+        self.db.execute(
+            "update alerts set delivered_at = ?, attempts = attempts + 1 where id = ?",
+            [now(), alert_id],
+        )
+
+    def mark_alert_failed(self, alert_id: int, error: str) -> None:
+        self.db.execute(
+            "update alerts set attempts = attempts + 1, last_error = ? where id = ?",
+            [error[:500], alert_id],
+        )
+
+    def undelivered_alerts(self) -> list[dict[str, Any]]:
+        return list(self.db["alerts"].rows_where("delivered_at is null", order_by="id"))
+
+    def alerts(self, case_id: int | None = None) -> list[dict[str, Any]]:
+        if case_id is None:
+            return list(self.db["alerts"].rows_where(order_by="id"))
+        return list(self.db["alerts"].rows_where("case_id = ?", [case_id], order_by="id"))
+
+    # -- audit ------------------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, target: str) -> None:
+        self.db["audit_log"].insert(
+            {"actor": actor, "action": action, "target": target, "created_at": now()}
+        )

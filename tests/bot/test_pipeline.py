@@ -1,0 +1,198 @@
+"""The gateway pipeline: store first, screen, escalate without Rasa, guard the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.pipeline import FAILSAFE_TEXT, Alert, Inbound, Pipeline, Reply
+from bot.rasa_client import RasaClient, RasaReply
+from bot.servers import free_port
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def make_pipeline(store, screener, rasa, sink, region="US") -> Pipeline:
+    return Pipeline(store, screener, rasa, sink, default_region=region)
+
+
+def test_inbound_is_stored_before_it_is_forwarded(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="alice", text="hello there")))
+    assert fake_rasa.stored_at_call == [True]
+    inbound = [m for m in store.messages("console:alice") if m["direction"] == "in"]
+    assert [m["text"] for m in inbound] == ["hello there"]
+
+
+def test_every_outbound_reply_is_stored(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    events = run(pipeline.handle(Inbound(chat="alice", text="hello")))
+    outbound = [m["text"] for m in store.messages("console:alice") if m["direction"] == "out"]
+    assert outbound == [e.text for e in events if isinstance(e, Reply)] == ["hello from the dialogue"]
+
+
+@pytest.mark.parametrize("typed", ["/restart", "/deny", "  /restart", "//deny", "\u2003/restart", "/ /affirm"])
+def test_leading_slash_never_reaches_rasa(store, fake_screener, fake_rasa, sink, typed):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="alice", text=typed)))
+    (_, forwarded, _), = fake_rasa.calls
+    assert not forwarded.strip().startswith("/")
+    assert forwarded.strip() in {"restart", "deny", "affirm"}
+    # the original text is what is stored and screened
+    assert store.messages("console:alice")[0]["text"] == typed
+
+
+def test_slash_only_message_is_answered_without_rasa(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    events = run(pipeline.handle(Inbound(chat="alice", text="/")))
+    assert fake_rasa.calls == []
+    assert len(events) == 1 and isinstance(events[0], Reply)
+
+
+def test_positive_screen_sends_card_and_alert_before_the_dialogue(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink, region="UK")
+    events = run(pipeline.handle(Inbound(chat="bob", text="this is RISK talk")))
+    kinds = [type(e).__name__ + (":" + e.kind if isinstance(e, Reply) else "") for e in events]
+    assert kinds == ["Reply:card", "Alert", "Reply:reply"]
+    assert "116 123" in events[0].text  # UK Samaritans
+    alert = events[1]
+    assert alert.priority == "urgent" and alert.categories == ["self_harm"]
+    assert "«RISK»" in alert.text
+    # the screening result travels to Rasa as metadata
+    metadata = fake_rasa.calls[0][2]
+    assert metadata["screening"]["escalate"] is True and metadata["region"] == "UK"
+    # durable: the alert is in the outbox and marked delivered, the case is open
+    (row,) = store.alerts()
+    assert row["delivered_at"] is not None
+    case = store.open_case("console:bob")
+    assert case["priority"] == "urgent" and json.loads(case["categories"]) == ["self_harm"]
+
+
+def test_acute_positive_card_asks_client_to_stay(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    events = run(pipeline.handle(Inbound(chat="c", text="ACUTE now")))
+    assert "stay here in this chat" in events[0].text and "911" in events[0].text
+    assert events[1].priority == "imminent"
+
+
+def test_rasa_refusal_still_gives_card_and_alert_for_a_positive(store, fake_screener, sink):
+    refused = RasaClient(f"http://127.0.0.1:{free_port()}", timeout=2)  # nothing listens
+    pipeline = make_pipeline(store, fake_screener, refused, sink)
+    events = run(pipeline.handle(Inbound(chat="d", text="RISK")))
+    run(refused.close())
+    assert [type(e) for e in events] == [Reply, Alert, Reply]
+    assert "988" in events[0].text
+    assert events[2].text == FAILSAFE_TEXT
+    assert store.alerts()[0]["delivered_at"] is not None
+
+
+def test_rasa_refusal_on_a_negative_gives_polite_reply_and_card(store, fake_screener, sink):
+    refused = RasaClient(f"http://127.0.0.1:{free_port()}", timeout=2)
+    pipeline = make_pipeline(store, fake_screener, refused, sink)
+    events = run(pipeline.handle(Inbound(chat="e", text="hello")))
+    run(refused.close())
+    assert [e.kind for e in events] == ["fallback", "card"]
+    assert "988" in events[1].text
+    assert "being told" not in events[1].text  # no alert was raised, so don't claim one
+    assert [m["text"] for m in store.messages("console:e") if m["direction"] == "in"] == ["hello"]
+
+
+def test_rasa_timeout_gives_polite_reply_and_card(store, fake_screener, sink):
+    async def scenario():
+        async def slow(reader, writer):
+            await asyncio.sleep(5)
+            writer.close()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RasaClient(f"http://127.0.0.1:{port}", timeout=0.5)
+        try:
+            return await make_pipeline(store, fake_screener, client, sink).handle(
+                Inbound(chat="f", text="RISK")
+            )
+        finally:
+            await client.close()
+            server.close()
+
+    events = run(scenario())
+    assert [type(e) for e in events] == [Reply, Alert, Reply]
+    assert events[2].text == FAILSAFE_TEXT
+
+
+def test_rasa_server_error_gives_polite_reply(store, fake_screener, sink):
+    async def scenario():
+        async def error(reader, writer):
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(error, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = RasaClient(f"http://127.0.0.1:{port}", timeout=2)
+        try:
+            return await make_pipeline(store, fake_screener, client, sink).handle(
+                Inbound(chat="g", text="hi")
+            )
+        finally:
+            await client.close()
+            server.close()
+
+    events = run(scenario())
+    assert [e.kind for e in events] == ["fallback", "card"]
+
+
+def test_same_update_is_handled_once(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    first = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", update_id=41)))
+    again = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", update_id=41)))
+    assert first and again == []
+    assert len(fake_rasa.calls) == 1 and len(store.alerts()) == 1
+
+
+def test_rasa_escalate_payload_opens_a_case_and_alerts(store, fake_screener, fake_rasa, sink):
+    fake_rasa.replies = [
+        RasaReply(text="I'm letting a clinician know."),
+        RasaReply(custom={"escalate": {"priority": "routine", "categories": [],
+                                       "reason": "The client asked to talk to a person."}}),
+    ]
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    events = run(pipeline.handle(Inbound(chat="i", text="can I talk to a person")))
+    assert isinstance(events[1], Alert) and events[1].priority == "routine"
+    assert "asked to talk to a person" in events[1].text
+
+
+def test_bot_side_cannot_lower_a_case_priority(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="j", text="ACUTE")))
+    fake_rasa.replies = [RasaReply(custom={"escalate": {"priority": "routine", "reason": "x"}})]
+    events = run(pipeline.handle(Inbound(chat="j", text="ok")))
+    assert events[-1].priority == "imminent"
+    assert store.open_case("console:j")["priority"] == "imminent"
+
+
+def test_a_broken_screener_escalates_for_human_review(store, fake_rasa, sink):
+    class Broken:
+        def screen(self, text):
+            raise RuntimeError("boom")
+
+    events = run(make_pipeline(store, Broken(), fake_rasa, sink).handle(Inbound(chat="k", text="x")))
+    assert isinstance(events[1], Alert) and events[1].priority == "urgent"
+    assert "screen failed" in events[1].text
+
+
+def test_an_alert_the_sink_cannot_deliver_stays_in_the_outbox(store, fake_screener, fake_rasa):
+    class Failing:
+        async def reply(self, event):
+            pass
+
+        async def alert(self, event):
+            raise ConnectionError("telegram unreachable")
+
+    run(make_pipeline(store, fake_screener, fake_rasa, Failing()).handle(Inbound(chat="l", text="RISK")))
+    (row,) = store.undelivered_alerts()
+    assert row["attempts"] == 1 and row["last_error"] == "ConnectionError"

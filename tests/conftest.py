@@ -1,0 +1,117 @@
+"""Shared fixtures. Live Rasa servers start once per session and are always stopped."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+os.environ["RASA_TELEMETRY_ENABLED"] = "false"
+
+from bot.pipeline import Alert, Reply  # noqa: E402
+from bot.rasa_client import RasaReply, RasaUnavailable  # noqa: E402
+from bot.storage import Store  # noqa: E402
+
+
+@dataclass
+class FakeResult:
+    """A screening result with the contract's shape, for pipeline tests."""
+
+    text: str
+    escalate: bool
+    categories: list[str]
+    priority: str | None
+    signals: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "escalate": self.escalate,
+            "categories": self.categories,
+            "signals": self.signals,
+            "priority": self.priority,
+        }
+
+
+class FakeScreener:
+    """Flags any message containing "RISK" as self_harm (urgent), "ACUTE" as imminent."""
+
+    def screen(self, text: str) -> FakeResult:
+        for word, priority in (("ACUTE", "imminent"), ("RISK", "urgent")):
+            at = text.find(word)
+            if at >= 0:
+                signal = {"category": "self_harm", "cue": word, "start": at, "end": at + len(word),
+                          "negated": False, "hypothetical": False, "experiencer": "self",
+                          "historical": False, "figurative": False}
+                return FakeResult(text, True, ["self_harm"], priority, [signal])
+        return FakeResult(text, False, [], None)
+
+
+class FakeRasa:
+    """Records what the gateway forwards; answers with canned replies or fails."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.calls: list[tuple[str, str, dict]] = []
+        self.stored_at_call: list[bool] = []
+        self.replies: list[RasaReply] = [RasaReply(text="hello from the dialogue")]
+        self.fail: Exception | None = None
+
+    async def send(self, sender: str, text: str, metadata: dict) -> list[RasaReply]:
+        self.calls.append((sender, text, metadata))
+        if self.store is not None:
+            texts = [m["text"] for m in self.store.messages(sender) if m["direction"] == "in"]
+            self.stored_at_call.append(bool(texts))
+        if self.fail:
+            raise RasaUnavailable(str(self.fail)) from self.fail
+        return list(self.replies)
+
+    async def close(self) -> None:
+        pass
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.events: list[Reply | Alert] = []
+
+    async def reply(self, event: Reply) -> None:
+        self.events.append(event)
+
+    async def alert(self, event: Alert) -> bool:
+        self.events.append(event)
+        return True
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    s = Store(tmp_path / "triage.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def rasa_stack():
+    """The real action server and Rasa server on free loopback ports, for the whole session."""
+    from bot.servers import RasaStack
+
+    stack = RasaStack()
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def fake_screener() -> FakeScreener:
+    return FakeScreener()
+
+
+@pytest.fixture
+def fake_rasa(store) -> FakeRasa:
+    return FakeRasa(store)
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
