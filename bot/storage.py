@@ -147,9 +147,9 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")
@@ -157,7 +157,7 @@ class Store:
                 self.db.enable_wal()
                 self.db.execute("PRAGMA synchronous = NORMAL")
             migrations.apply(self.db)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the database at {self.path}: {exc}") from exc
 
     def close(self) -> None:

@@ -1,0 +1,66 @@
+"""The store: WAL, named migrations, idempotent ingest, append-only case history."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from bot.storage import Store, StorageError, migrations
+
+
+def test_file_database_uses_wal_and_foreign_keys(tmp_path):
+    store = Store(tmp_path / "t.db")
+    assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert store.db.execute("pragma foreign_keys").fetchone()[0] == 1
+    for table in ("conversations", "messages", "screenings", "cases", "case_events", "alerts", "audit_log"):
+        assert store.db[table].exists()
+
+
+def test_migrations_are_named_and_applied_once(tmp_path):
+    path = tmp_path / "t.db"
+    Store(path).close()
+    store = Store(path)  # re-opening applies nothing new
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial"]
+    assert migrations.pending(store.db) == []
+
+
+def test_inbound_is_idempotent_on_update_id(store):
+    first = store.store_inbound("telegram:1", "telegram", "hi", update_id=7)
+    again = store.store_inbound("telegram:1", "telegram", "hi", update_id=7)
+    assert first.first_contact and not first.duplicate
+    assert again.duplicate and again.message_id == first.message_id
+    assert len(store.messages("telegram:1")) == 1
+
+
+def test_case_history_is_appended_and_priority_only_rises(store):
+    store.ensure_conversation("c:1", "console", "US")
+    case, opened = store.open_or_raise_case("c:1", "routine", [], details={}, message_id=None)
+    assert opened
+    store.open_or_raise_case("c:1", "imminent", ["self_harm"], details={}, message_id=None)
+    case, opened = store.open_or_raise_case("c:1", "urgent", ["lethal_means"], details={}, message_id=None)
+    assert not opened and case["priority"] == "imminent"
+    assert json.loads(case["categories"]) == ["lethal_means", "self_harm"]
+    assert [e["event"] for e in store.case_events(case["id"])] == ["opened", "raised", "signal"]
+
+
+def test_unwritable_database_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot open the database"):
+        Store(blocker / "t.db")
+
+
+def test_locked_database_refuses_to_store(tmp_path):
+    path = tmp_path / "t.db"
+    store = Store(path)
+    store.db.conn.execute("pragma busy_timeout = 100")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("begin exclusive")
+    try:
+        with pytest.raises(StorageError):
+            store.store_inbound("c:2", "console", "hello")
+    finally:
+        other.execute("rollback")
+        other.close()
