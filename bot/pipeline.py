@@ -16,10 +16,18 @@ from typing import Any, Protocol
 
 from bot.escalation import AlertRecord, Escalation, escalate, evidence_from_screening, from_payload
 from bot.hotlines import hotline_card
-from bot.rasa_client import RasaClient, RasaUnavailable, neutralise
+from bot.rasa_client import RasaClient, RasaReply, RasaUnavailable, neutralise
 from bot.storage import Store
 
 log = logging.getLogger(__name__)
+
+#: Forms that are crisis flows: while one runs, a positive screen does not start another.
+CRISIS_LOOPS = frozenset(
+    {"asq_form", "harm_to_others_form", "safeguarding_form", "concerned_other_form", "safety_plan_form"}
+)
+#: Which flow a positive screen asks Rasa for: the first of these categories present.
+FLOW_PRECEDENCE = ("self_harm", "lethal_means", "harm_to_others", "being_harmed", "third_party_concern")
+SCREEN_INTENT = "EXTERNAL_screen_positive"
 
 #: Rasa gets at most this much of a message (Telegram's own limit); the screen sees it all.
 MAX_FORWARD_CHARS = 4096
@@ -167,12 +175,34 @@ class Pipeline:
             if not turn.card_sent:
                 await turn.card(clinician_told=False)
             return turn.events
-        for item in replies:
-            if item.custom and isinstance(item.custom.get("escalate"), dict):
-                await turn.escalate(from_payload(item.custom["escalate"]))
-            elif item.text:
-                await turn.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
+        await turn.dialogue(replies)
+        if screening["escalate"]:
+            await self._start_crisis_flow(turn, screening)
         return turn.events
+
+    async def _start_crisis_flow(self, turn: "_Turn", screening: dict[str, Any]) -> None:
+        """Ask Rasa to run the crisis flow for a positive screen unless one is running.
+
+        Rasa decides the dialogue (it may, for example, acknowledge instead of repeating a
+        flow just finished); the gateway only makes sure Rasa knows what the screen found.
+        """
+        primary = next((c for c in FLOW_PRECEDENCE if c in screening["categories"]), None)
+        if primary is None:
+            return
+        conversation_id = turn.inbound.conversation_id
+        try:
+            if await self.rasa.active_loop(conversation_id) in CRISIS_LOOPS:
+                return
+            replies = await self.rasa.trigger_intent(
+                conversation_id,
+                SCREEN_INTENT,
+                {"risk_category": primary, "risk_priority": screening.get("priority") or "urgent"},
+            )
+        except RasaUnavailable as exc:
+            # The card and the alert already went out; the clinician has the case.
+            log.warning("could not start the crisis flow in Rasa (%s)", type(exc.__cause__).__name__)
+            return
+        await turn.dialogue(replies)
 
     def _screen(self, text: str) -> dict[str, Any]:
         """Screen a message; if the screener itself fails, fail safe to a human review."""
@@ -206,6 +236,19 @@ class _Turn:
         self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind)
         self.events.append(event)
         await self.p.sink.reply(event)
+
+    async def dialogue(self, replies: list[RasaReply]) -> None:
+        """Turn Rasa's replies into events: text and buttons, escalations, safety plans."""
+        for item in replies:
+            custom = item.custom or {}
+            if isinstance(custom.get("escalate"), dict):
+                await self.escalate(from_payload(custom["escalate"]))
+            elif isinstance(custom.get("safety_plan"), dict):
+                self.p.store.save_safety_plan(
+                    self.inbound.conversation_id, custom["safety_plan"], self.message_id
+                )
+            elif item.text:
+                await self.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
 
     async def card(self, *, abuse: bool = False, acute: bool = False, clinician_told: bool = True) -> None:
         text = hotline_card(self.region, abuse=abuse, acute=acute, clinician_told=clinician_told)

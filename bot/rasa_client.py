@@ -62,6 +62,38 @@ class RasaClient:
             raise RasaUnavailable("Rasa answered with something other than a list of messages")
         return [parse_reply(item) for item in items if isinstance(item, dict)]
 
+    async def active_loop(self, sender: str) -> str | None:
+        """The name of the form active in the conversation, or None."""
+        try:
+            response = await self._client.get(
+                f"{self.base_url}/conversations/{sender}/tracker",
+                params={"include_events": "NONE"},
+            )
+            response.raise_for_status()
+            loop = (response.json().get("active_loop") or {}).get("name")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return loop if isinstance(loop, str) else None
+
+    async def trigger_intent(
+        self, sender: str, name: str, entities: dict[str, Any]
+    ) -> list[RasaReply]:
+        """Inject an external event (Rasa's HTTP API); return the replies it produced.
+
+        Only the gateway calls this, with intents named ``EXTERNAL_...``; client text can
+        never produce one, because leading slashes are neutralised.
+        """
+        try:
+            response = await self._client.post(
+                f"{self.base_url}/conversations/{sender}/trigger_intent",
+                json={"name": name, "entities": entities},
+            )
+            response.raise_for_status()
+            items = response.json().get("messages") or []
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return [parse_reply(item) for item in items if isinstance(item, dict)]
+
     async def ready(self) -> bool:
         """True when Rasa answers and has a model loaded."""
         try:

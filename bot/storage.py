@@ -363,6 +363,20 @@ class Store:
             }
         )
 
+    def save_safety_plan(
+        self, conversation_id: str, plan: dict[str, Any], message_id: int | None
+    ) -> int:
+        """Save a Stanley-Brown safety plan on the conversation's case (opening one if none)."""
+        with self.db.atomic():
+            case = self.open_case(conversation_id)
+            if case is None:
+                case, _ = self.open_or_raise_case(
+                    conversation_id, "routine", [], details={"reason": "safety plan saved"},
+                    message_id=message_id,
+                )
+            self._case_event(case["id"], "safety_plan", "bot", None, plan, message_id)
+        return int(case["id"])
+
     def case_events(self, case_id: int) -> list[dict[str, Any]]:
         return list(self.db["case_events"].rows_where("case_id = ?", [case_id], order_by="id"))
 

@@ -58,6 +58,9 @@ class FakeRasa:
         self.stored_at_call: list[bool] = []
         self.replies: list[RasaReply] = [RasaReply(text="hello from the dialogue")]
         self.fail: Exception | None = None
+        self.loop: str | None = None
+        self.triggered: list[tuple[str, str, dict]] = []
+        self.trigger_replies: list[RasaReply] = [RasaReply(text="first question of the flow")]
 
     async def send(self, sender: str, text: str, metadata: dict) -> list[RasaReply]:
         self.calls.append((sender, text, metadata))
@@ -67,6 +70,15 @@ class FakeRasa:
         if self.fail:
             raise RasaUnavailable(str(self.fail)) from self.fail
         return list(self.replies)
+
+    async def active_loop(self, sender: str) -> str | None:
+        if self.fail:
+            raise RasaUnavailable(str(self.fail)) from self.fail
+        return self.loop
+
+    async def trigger_intent(self, sender: str, name: str, entities: dict) -> list[RasaReply]:
+        self.triggered.append((sender, name, entities))
+        return list(self.trigger_replies)
 
     async def close(self) -> None:
         pass

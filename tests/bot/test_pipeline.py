@@ -57,7 +57,7 @@ def test_positive_screen_sends_card_and_alert_before_the_dialogue(store, fake_sc
     pipeline = make_pipeline(store, fake_screener, fake_rasa, sink, region="UK")
     events = run(pipeline.handle(Inbound(chat="bob", text="this is RISK talk")))
     kinds = [type(e).__name__ + (":" + e.kind if isinstance(e, Reply) else "") for e in events]
-    assert kinds == ["Reply:card", "Alert", "Reply:reply"]
+    assert kinds == ["Reply:card", "Alert", "Reply:reply", "Reply:reply"]  # last: the crisis flow
     assert "116 123" in events[0].text  # UK Samaritans
     alert = events[1]
     assert alert.priority == "urgent" and alert.categories == ["self_harm"]
@@ -196,3 +196,36 @@ def test_an_alert_the_sink_cannot_deliver_stays_in_the_outbox(store, fake_screen
     run(make_pipeline(store, fake_screener, fake_rasa, Failing()).handle(Inbound(chat="l", text="RISK")))
     (row,) = store.undelivered_alerts()
     assert row["attempts"] == 1 and row["last_error"] == "ConnectionError"
+
+
+def test_positive_screen_asks_rasa_for_the_crisis_flow(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    events = run(pipeline.handle(Inbound(chat="m", text="ACUTE")))
+    assert fake_rasa.triggered == [
+        ("console:m", "EXTERNAL_screen_positive", {"risk_category": "self_harm", "risk_priority": "imminent"})
+    ]
+    assert events[-1].text == "first question of the flow"
+
+
+def test_no_second_flow_while_a_crisis_form_runs(store, fake_screener, fake_rasa, sink):
+    fake_rasa.loop = "asq_form"
+    run(make_pipeline(store, fake_screener, fake_rasa, sink).handle(Inbound(chat="n", text="RISK")))
+    assert fake_rasa.triggered == []
+
+
+def test_negative_screen_never_triggers_a_flow(store, fake_screener, fake_rasa, sink):
+    run(make_pipeline(store, fake_screener, fake_rasa, sink).handle(Inbound(chat="o", text="hi")))
+    assert fake_rasa.triggered == []
+
+
+def test_safety_plan_payload_is_saved_on_the_case(store, fake_screener, fake_rasa, sink):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="p", text="RISK")))
+    plan = {"warning_signs": "can't sleep", "coping_strategies": "walk", "distractions": "gym",
+            "people_to_ask": "sister", "professionals": "988", "safe_environment": "pills to a friend"}
+    fake_rasa.replies = [RasaReply(custom={"safety_plan": plan})]
+    events = run(pipeline.handle(Inbound(chat="p", text="done")))
+    assert events == []  # nothing is echoed to the client or paged
+    case = store.open_case("console:p")
+    saved = [e for e in store.case_events(case["id"]) if e["event"] == "safety_plan"]
+    assert len(saved) == 1 and json.loads(saved[0]["details"]) == plan
