@@ -43,6 +43,10 @@ class ConsoleSink:
         self.out.flush()
         return True
 
+    async def relay(self, inbound, clinician: str, message_id: int) -> None:
+        self.out.write(f"(relayed to clinician {clinician})\n")
+        self.out.flush()
+
 
 def _start_reader(stream: TextIO, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
     """Read lines on a daemon thread (so a dead child can end the session mid-prompt)."""

@@ -99,6 +99,10 @@ class Sink(Protocol):
         """Deliver or queue an alert; return True only if it was delivered to clinicians."""
         ...
 
+    async def relay(self, inbound: Inbound, clinician: str, message_id: int) -> None:
+        """Pass a client's message to the clinician who took over the conversation."""
+        ...
+
 
 class ScreenerLike(Protocol):
     def screen(self, text: str) -> Any: ...
@@ -123,12 +127,22 @@ class Pipeline:
 
     async def handle(self, inbound: Inbound) -> list[Event]:
         """Run one message through the pipeline; return the events in the order emitted."""
+        turn = await self.intake(inbound)
+        if turn.converse:
+            await self.converse(turn)
+        return turn.events
+
+    async def intake(self, inbound: Inbound) -> "_Turn":
+        """Store, screen and (if positive) escalate one message: the half that never waits on Rasa.
+
+        Replaying an update that was stored but not fully handled (a crash) resumes it:
+        the screen, card and alert are done if they were not, and nothing is done twice.
+        """
         region = (inbound.region or self.default_region).upper()
-        conversation_id = inbound.conversation_id
-        # 1. Store before anything acts on it. A StorageError propagates: the caller must
-        #    not acknowledge the update (invariant 5).
+        # Store before anything acts on it. A StorageError propagates: the caller must
+        # not acknowledge the update (invariant 5).
         stored = self.store.store_inbound(
-            conversation_id,
+            inbound.conversation_id,
             inbound.channel,
             inbound.text,
             region=region,
@@ -136,49 +150,60 @@ class Pipeline:
             telegram_message_id=inbound.telegram_message_id,
             kind=inbound.kind,
         )
-        if stored.duplicate:
-            log.info("update %s was already handled; skipped", inbound.update_id)
-            return []
         turn = _Turn(self, inbound, region, stored.message_id)
-
-        # 2. Screen first; never depends on Rasa (invariant 1).
-        screening = self._screen(inbound.text)
-        self.store.store_screening(stored.message_id, screening)
+        screening = self.store.screening_for(stored.message_id) if stored.duplicate else None
+        if stored.duplicate:
+            log.info("update %s was stored before; resuming it", inbound.update_id)
+            turn.converse = False  # the dialogue may have run; never answer twice
+        if screening is None:
+            # Screen first; never depends on Rasa (invariant 1).
+            screening = self._screen(inbound.text)
+            self.store.store_screening(stored.message_id, screening)
+        turn.screening = screening
         if screening["escalate"]:
             categories = screening["categories"]
             priority = screening.get("priority") or "urgent"
-            await turn.card(
-                abuse="being_harmed" in categories and "self_harm" not in categories,
-                acute=priority == "imminent",
-            )
-            await turn.escalate(
-                Escalation(
-                    priority=priority,
-                    categories=categories,
-                    reason=screening.get("reason") or "The risk screen matched this message.",
-                    evidence=evidence_from_screening(inbound.text, screening),
-                    source="screen",
+            if not self.store.card_sent_after(inbound.conversation_id, stored.message_id):
+                await turn.card(
+                    abuse="being_harmed" in categories and "self_harm" not in categories,
+                    acute=priority == "imminent",
                 )
-            )
+            turn.card_sent = True
+            if not self.store.alerts_for_message(stored.message_id):
+                await turn.escalate(
+                    Escalation(
+                        priority=priority,
+                        categories=categories,
+                        reason=screening.get("reason") or "The risk screen matched this message.",
+                        evidence=evidence_from_screening(inbound.text, screening),
+                        source="screen",
+                    )
+                )
+        return turn
 
-        # 3. The dialogue.
+    async def converse(self, turn: "_Turn") -> None:
+        """The dialogue half: relay to a clinician who took over, or ask Rasa."""
+        inbound, screening = turn.inbound, turn.screening
+        conversation = self.store.conversation(inbound.conversation_id)
+        if conversation and conversation["takeover_by"]:
+            await self.sink.relay(inbound, conversation["takeover_by"], turn.message_id)
+            return
         forwarded = neutralise(inbound.text)[:MAX_FORWARD_CHARS]
         if not forwarded.strip():
             await turn.reply(EMPTY_TEXT, kind="fallback")
-            return turn.events
-        metadata = {"screening": screening, "region": region, "channel": inbound.channel}
+            return
+        metadata = {"screening": screening, "region": turn.region, "channel": inbound.channel}
         try:
-            replies = await self.rasa.send(conversation_id, forwarded, metadata)
+            replies = await self.rasa.send(inbound.conversation_id, forwarded, metadata)
         except RasaUnavailable as exc:
             log.warning("Rasa unavailable (%s); sent the fail-safe reply", type(exc.__cause__).__name__)
             await turn.reply(FAILSAFE_TEXT, kind="fallback")
             if not turn.card_sent:
                 await turn.card(clinician_told=False)
-            return turn.events
+            return
         await turn.dialogue(replies)
         if screening["escalate"]:
             await self._start_crisis_flow(turn, screening)
-        return turn.events
 
     async def _start_crisis_flow(self, turn: "_Turn", screening: dict[str, Any]) -> None:
         """Ask Rasa to run the crisis flow for a positive screen unless one is running.
@@ -230,12 +255,14 @@ class _Turn:
         self.message_id = message_id
         self.events: list[Event] = []
         self.card_sent = False
+        self.converse = True
+        self.screening: dict[str, Any] = {}
 
     async def reply(self, text: str, *, buttons: list[str] | None = None, kind: str = "reply") -> None:
         event = Reply(self.inbound.chat, text, buttons or [], kind)
-        self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind)
         self.events.append(event)
-        await self.p.sink.reply(event)
+        await self.p.sink.reply(event)  # stored once sent, so a replay knows what went out
+        self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind)
 
     async def dialogue(self, replies: list[RasaReply]) -> None:
         """Turn Rasa's replies into events: text and buttons, escalations, safety plans."""

@@ -84,6 +84,9 @@ class JsonLinesSink:
         self._write(event.to_json())
         return True
 
+    async def relay(self, inbound, clinician: str, message_id: int) -> None:
+        self._write({"type": "relay", "chat": inbound.chat, "clinician": clinician})
+
     def _write(self, obj: dict) -> None:
         self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.out.flush()

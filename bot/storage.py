@@ -124,6 +124,30 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_telegram(db: Database) -> None:
+    """Raw updates stored before they are acknowledged; alert delivery and re-page state."""
+    db["updates"].create(
+        {
+            "update_id": int,
+            "raw": str,  # the update's JSON, as Telegram sent it
+            "received_at": str,
+            "status": str,  # "pending" until handled, then "done"
+            "handled_at": str,
+        },
+        pk="update_id",
+    )
+    db["updates"].create_index(["status"])
+    db["alerts"].add_column("kind", str)  # "alert" | "repage" | "notice"
+    db["alerts"].add_column("next_attempt_at", str)
+    db["alerts"].add_column("telegram_message_id", int)
+    db["alerts"].add_column("target_chat", str)  # None: the triage group
+    db["cases"].add_column("last_paged_at", str)
+    db["cases"].add_column("pages", int, not_null_default=0)
+    db["conversations"].add_column("telegram_chat_id", int)
+    db["messages"].add_column("relay_message_id", int)  # the staff-side copy during takeover
+
+
 def now() -> str:
     """The current UTC time as an ISO 8601 string with microseconds."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
@@ -276,6 +300,32 @@ class Store:
         )
         return int(table.last_pk)
 
+    def screening_for(self, message_id: int) -> dict[str, Any] | None:
+        """The stored screening result of a message, in the contract's shape, if any."""
+        rows = list(self.db["screenings"].rows_where("message_id = ?", [message_id], limit=1))
+        if not rows:
+            return None
+        row = rows[0]
+        return {
+            "escalate": bool(row["escalate"]),
+            "categories": json.loads(row["categories"]),
+            "signals": json.loads(row["signals"]),
+            "priority": row["priority"],
+        }
+
+    def card_sent_after(self, conversation_id: str, message_id: int) -> bool:
+        """True when a hotline card went out in this conversation after the message."""
+        return bool(
+            self.db.execute(
+                "select 1 from messages where conversation_id = ? and id > ? and direction = 'out'"
+                " and kind = 'card' limit 1",
+                [conversation_id, message_id],
+            ).fetchone()
+        )
+
+    def alerts_for_message(self, message_id: int) -> list[dict[str, Any]]:
+        return list(self.db["alerts"].rows_where("message_id = ?", [message_id], order_by="id"))
+
     # -- cases and alerts -------------------------------------------------------------
 
     def open_case(self, conversation_id: str) -> dict[str, Any] | None:
@@ -376,6 +426,31 @@ class Store:
                 )
             self._case_event(case["id"], "safety_plan", "bot", None, plan, message_id)
         return int(case["id"])
+
+    def transition_case(
+        self, case_id: int, event: str, actor: str, changes: dict[str, Any], details: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a clinician's change to a case and append the event, in one transaction."""
+        with self.db.atomic():
+            self.db["cases"].update(case_id, {**changes, "updated_at": now()})
+            self._case_event(case_id, event, actor, self.case(case_id)["priority"], details, None)
+        return self.case(case_id)
+
+    def cases_by_status(self, statuses: Iterable[str]) -> list[dict[str, Any]]:
+        """Cases in the given statuses, most urgent first, then oldest first."""
+        statuses = list(statuses)
+        marks = ", ".join("?" for _ in statuses)
+        return list(
+            self.db.query(
+                f"""select * from cases where status in ({marks})
+                order by case priority when 'imminent' then 0 when 'urgent' then 1 else 2 end,
+                opened_at""",
+                statuses,
+            )
+        )
+
+    def set_takeover(self, conversation_id: str, clinician: str | None) -> None:
+        self.db["conversations"].update(conversation_id, {"takeover_by": clinician})
 
     def case_events(self, case_id: int) -> list[dict[str, Any]]:
         return list(self.db["case_events"].rows_where("case_id = ?", [case_id], order_by="id"))
