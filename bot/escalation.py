@@ -13,6 +13,7 @@ from typing import Any
 from bot.storage import PRIORITY_RANK, Store
 
 PRIORITY_LABEL = {"routine": "ROUTINE", "urgent": "URGENT", "imminent": "IMMINENT"}
+RECENT_MESSAGES = 4  # the client's last messages quoted in an alert
 EVIDENCE_WINDOW = 160  # characters of context either side of a cue in an alert
 
 
@@ -62,7 +63,12 @@ def evidence_from_screening(text: str, result: dict[str, Any]) -> list[str]:
 
 
 def format_alert(
-    case: dict[str, Any], escalation: Escalation, chat: str, region: str, opened: bool
+    case: dict[str, Any],
+    escalation: Escalation,
+    chat: str,
+    region: str,
+    opened: bool,
+    recent: list[str] | None = None,
 ) -> str:
     """The alert text for the clinicians' triage group."""
     lines = [
@@ -78,6 +84,9 @@ def format_alert(
         lines.append(f"Evidence — {excerpt}")
     for key, value in escalation.facts.items():
         lines.append(f"{key}: {value}")
+    if recent:
+        lines.append("Recent messages from the client:")
+        lines.extend(f"  › {text[:300]}" for text in recent)
     lines.append("The client has been given the hotline card. A clinician must claim this case.")
     return "\n".join(lines)
 
@@ -105,7 +114,11 @@ def escalate(
         message_id=message_id,
         duty_to_protect=escalation.duty_to_protect,
     )
-    text = format_alert(case, escalation, chat, region, opened)
+    recent = [
+        m["text"] for m in store.messages(conversation_id)
+        if m["direction"] == "in" and m["text"]
+    ][-RECENT_MESSAGES:]
+    text = format_alert(case, escalation, chat, region, opened, recent)
     categories = sorted(set(escalation.categories))
     alert_id = store.record_alert(case["id"], case["priority"], categories, text, message_id)
     return AlertRecord(alert_id, case["id"], case["priority"], categories, text, opened)

@@ -132,7 +132,7 @@ class Pipeline:
             await self.converse(turn)
         return turn.events
 
-    async def intake(self, inbound: Inbound) -> "_Turn":
+    async def intake(self, inbound: Inbound) -> "Turn":
         """Store, screen and (if positive) escalate one message: the half that never waits on Rasa.
 
         Replaying an update that was stored but not fully handled (a crash) resumes it:
@@ -150,7 +150,7 @@ class Pipeline:
             telegram_message_id=inbound.telegram_message_id,
             kind=inbound.kind,
         )
-        turn = _Turn(self, inbound, region, stored.message_id)
+        turn = Turn(self, inbound, region, stored.message_id)
         screening = self.store.screening_for(stored.message_id) if stored.duplicate else None
         if stored.duplicate:
             log.info("update %s was stored before; resuming it", inbound.update_id)
@@ -181,7 +181,7 @@ class Pipeline:
                 )
         return turn
 
-    async def converse(self, turn: "_Turn") -> None:
+    async def converse(self, turn: "Turn") -> None:
         """The dialogue half: relay to a clinician who took over, or ask Rasa."""
         inbound, screening = turn.inbound, turn.screening
         conversation = self.store.conversation(inbound.conversation_id)
@@ -205,7 +205,7 @@ class Pipeline:
         if screening["escalate"]:
             await self._start_crisis_flow(turn, screening)
 
-    async def _start_crisis_flow(self, turn: "_Turn", screening: dict[str, Any]) -> None:
+    async def _start_crisis_flow(self, turn: "Turn", screening: dict[str, Any]) -> None:
         """Ask Rasa to run the crisis flow for a positive screen unless one is running.
 
         Rasa decides the dialogue (it may, for example, acknowledge instead of repeating a
@@ -245,8 +245,8 @@ class Pipeline:
             }
 
 
-class _Turn:
-    """The events of one inbound message, emitted and stored in order."""
+class Turn:
+    """One inbound message being handled: its screening and the events emitted, in order."""
 
     def __init__(self, pipeline: Pipeline, inbound: Inbound, region: str, message_id: int):
         self.p = pipeline

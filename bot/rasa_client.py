@@ -94,6 +94,16 @@ class RasaClient:
             raise RasaUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return [parse_reply(item) for item in items if isinstance(item, dict)]
 
+    async def restart(self, sender: str) -> None:
+        """Restart the conversation in Rasa (the gateway's decision, e.g. on /stop)."""
+        try:
+            response = await self._client.post(
+                f"{self.base_url}/conversations/{sender}/tracker/events", json={"event": "restart"}
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("could not restart the conversation in Rasa (%s)", type(exc).__name__)
+
     async def ready(self) -> bool:
         """True when Rasa answers and has a model loaded."""
         try:

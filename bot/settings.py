@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from bot import CONFIG_DIR
+from bot.clinic_hours import ClinicHours, HoursError, parse_hours
 
 CLINIC_FILE = CONFIG_DIR / "clinic.yml"
 
@@ -27,8 +28,15 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_RASA_URL": ("rasa_url", "http://127.0.0.1:5005"),
     "TRIAGE_ACTION_URL": ("action_url", "http://127.0.0.1:5055"),
     "TRIAGE_RASA_TIMEOUT": ("rasa_timeout", 10.0),
+    "TRIAGE_ON_CALL": ("on_call", None),
+    "TRIAGE_REPAGE_MINUTES": ("repage_minutes", 5.0),
+    "TRIAGE_WEBHOOK_URL": ("webhook_url", None),
+    "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
+    "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
+    "TRIAGE_TIMEZONE": ("timezone", "UTC"),
+    "TRIAGE_CLINIC_HOURS": ("clinic_hours", "mon-fri 09:00-17:00"),
 }
-FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token"}
+FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token", "webhook_secret"}
 
 
 class SettingsError(ValueError):
@@ -46,10 +54,22 @@ class Settings:
     rasa_url: str = "http://127.0.0.1:5005"
     action_url: str = "http://127.0.0.1:5055"
     rasa_timeout: float = 10.0
+    on_call: str | None = None  # Telegram user id of the on-call clinician
+    repage_minutes: float = 5.0
+    webhook_url: str | None = None  # set → webhook mode instead of long polling
+    webhook_secret: str | None = None
+    webhook_port: int = 8443
+    timezone: str = "UTC"
+    clinic_hours: str = "mon-fri 09:00-17:00"
+
+    @property
+    def hours(self) -> ClinicHours:
+        return parse_hours(self.clinic_hours, self.timezone)
 
     def __repr__(self) -> str:  # never print the token
-        shown = {k: v for k, v in self.__dict__.items() if k != "telegram_token"}
+        shown = {k: v for k, v in self.__dict__.items() if k not in ("telegram_token", "webhook_secret")}
         shown["telegram_token"] = "***" if self.telegram_token else None
+        shown["webhook_secret"] = "***" if self.webhook_secret else None
         return f"Settings({shown})"
 
 
@@ -75,10 +95,19 @@ def load_settings(
     for var, (name, _default) in ENV_VARS.items():
         if env.get(var):
             values[name] = env[var]
+    for name, kind, what in (("rasa_timeout", float, "TRIAGE_RASA_TIMEOUT must be a number of seconds"),
+                             ("repage_minutes", float, "TRIAGE_REPAGE_MINUTES must be a number of minutes"),
+                             ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number")):
+        try:
+            values[name] = kind(values[name])
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(what) from exc
     try:
-        values["rasa_timeout"] = float(values["rasa_timeout"])
-    except (TypeError, ValueError) as exc:
-        raise SettingsError("TRIAGE_RASA_TIMEOUT must be a number of seconds") from exc
+        parse_hours(str(values["clinic_hours"]), str(values["timezone"]))
+    except HoursError as exc:
+        raise SettingsError(f"clinic hours: {exc}") from exc
+    if values["on_call"] is not None:
+        values["on_call"] = str(values["on_call"])
     clinicians = values["clinicians"]
     if isinstance(clinicians, str):
         clinicians = [c for c in clinicians.replace(" ", "").split(",") if c]

@@ -283,6 +283,36 @@ class Store:
         rows = list(self.db["conversations"].rows_where("id = ?", [conversation_id]))
         return rows[0] if rows else None
 
+    # -- raw Telegram updates (stored before they are acknowledged) ---------------------
+
+    def store_raw_updates(self, updates: list[dict[str, Any]]) -> None:
+        """Write raw updates in one transaction; an update seen before is left as it is."""
+        stamp = now()
+        try:
+            with self.db.atomic():
+                self.db["updates"].insert_all(
+                    (
+                        {"update_id": u["update_id"], "raw": json.dumps(u, ensure_ascii=False),
+                         "received_at": stamp, "status": "pending", "handled_at": None}
+                        for u in updates
+                    ),
+                    ignore=True,
+                )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot store updates: {exc}") from exc
+
+    def update_done(self, update_id: int) -> bool:
+        return bool(self.db.execute(
+            "select 1 from updates where update_id = ? and status = 'done'", [update_id]).fetchone())
+
+    def mark_update_done(self, update_id: int) -> None:
+        self.db.execute(
+            "update updates set status = 'done', handled_at = ? where update_id = ?", [now(), update_id]
+        )
+
+    def pending_updates(self) -> list[dict[str, Any]]:
+        return list(self.db["updates"].rows_where("status = 'pending'", order_by="update_id"))
+
     # -- screening --------------------------------------------------------------------
 
     def store_screening(self, message_id: int, result: dict[str, Any]) -> int:

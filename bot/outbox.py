@@ -1,0 +1,184 @@
+"""The alert outbox: deliver every alert to the triage group, retry until it is delivered,
+and re-page unclaimed cases (ARCHITECTURE.md invariant 5).
+
+Alerts are rows in ``alerts`` (written by bot.escalation before anything is sent). This
+worker reads what is due, sends it with the Claim / Transcript / Take over / Resolve
+buttons, records delivery or the failure and the next attempt, and on restart simply
+carries on from the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from typing import Any, Callable
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
+
+from bot.storage import Store, now
+from bot.telegram_send import PRIORITY_ALERT, Sender, escape
+
+log = logging.getLogger(__name__)
+
+BUTTONS = (("Claim", "claim"), ("Transcript", "transcript"), ("Take over", "takeover"), ("Resolve", "resolve"))
+MAX_BACKOFF = 300.0
+
+
+def sign(secret: bytes, action: str, case_id: int) -> str:
+    """Callback data for a case button, signed so forged data is rejected."""
+    body = f"{action}:{case_id}"
+    tag = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:16]
+    return f"{body}:{tag}"
+
+
+def verify(secret: bytes, data: str) -> tuple[str, int] | None:
+    """The (action, case id) of signed callback data, or None when forged or malformed."""
+    try:
+        action, case_text, tag = data.split(":")
+        case_id = int(case_text)
+    except ValueError:
+        return None
+    if action not in {a for _, a in BUTTONS}:
+        return None
+    expected = sign(secret, action, case_id).rsplit(":", 1)[1]
+    return (action, case_id) if hmac.compare_digest(expected, tag) else None
+
+
+def keyboard(secret: bytes, case_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=sign(secret, action, case_id)) for label, action in BUTTONS[:2]],
+         [InlineKeyboardButton(label, callback_data=sign(secret, action, case_id)) for label, action in BUTTONS[2:]]]
+    )
+
+
+def alert_html(alert: dict[str, Any]) -> str:
+    """The alert as Telegram HTML: the first line bold, every piece of text escaped."""
+    head, _, rest = alert["text"].partition("\n")
+    stamp = alert["created_at"][:19].replace("T", " ")
+    return f"<b>{escape(head)}</b>\n{escape(rest)}\nTime: {stamp} UTC"
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp)
+
+
+class AlertOutbox:
+    """Deliver alerts and re-page unclaimed cases until a clinician claims them."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        staff_chat_id: str,
+        secret: bytes,
+        *,
+        repage_minutes: float = 5.0,
+        on_call: str | None = None,
+        after_hours: Callable[[], bool] = lambda: True,
+        tick: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.staff_chat_id = staff_chat_id
+        self.secret = secret
+        self.repage_after = dt.timedelta(minutes=repage_minutes)
+        self.on_call = on_call
+        self.after_hours = after_hours
+        self.tick = tick
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._sending: set[int] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="alert-outbox")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                self.schedule_repages()
+                await self.deliver_due()
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("alert outbox pass failed; trying again")
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    def due(self) -> list[dict[str, Any]]:
+        stamp = now()
+        return [
+            a for a in self.store.undelivered_alerts()
+            if (a["next_attempt_at"] is None or a["next_attempt_at"] <= stamp) and a["id"] not in self._sending
+        ]
+
+    async def deliver_due(self) -> None:
+        alerts = self.due()
+        if alerts:
+            await asyncio.gather(*(self.deliver(a) for a in alerts))
+
+    async def deliver(self, alert: dict[str, Any]) -> bool:
+        """Send one alert; record delivery, or the failure and when to try again."""
+        self._sending.add(alert["id"])
+        try:
+            target = alert["target_chat"] or self.staff_chat_id
+            messages = await self.sender.send(
+                target,
+                alert_html(alert),
+                priority=PRIORITY_ALERT,
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard(self.secret, alert["case_id"]),
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded; the row stays undelivered
+            attempts = (alert["attempts"] or 0) + 1
+            backoff = min(2.0 ** attempts, MAX_BACKOFF)
+            retry_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=backoff)).isoformat()
+            self.store.db["alerts"].update(
+                alert["id"],
+                {"attempts": attempts, "last_error": type(exc).__name__, "next_attempt_at": retry_at},
+            )
+            log.error("alert %s not delivered (attempt %s): %s", alert["id"], attempts, type(exc).__name__)
+            return False
+        finally:
+            self._sending.discard(alert["id"])
+        self.store.db["alerts"].update(
+            alert["id"],
+            {"delivered_at": now(), "attempts": (alert["attempts"] or 0) + 1,
+             "telegram_message_id": messages[-1].message_id},
+        )
+        return True
+
+    def schedule_repages(self) -> None:
+        """Queue a more prominent page for every open case nobody has claimed in time."""
+        cutoff = dt.datetime.now(dt.timezone.utc) - self.repage_after
+        for case in self.store.cases_by_status(["open"]):
+            last = _parse(case["last_paged_at"] or case["opened_at"])
+            if last > cutoff:
+                continue
+            pages = (case["pages"] or 0) + 1
+            waited = int((dt.datetime.now(dt.timezone.utc) - _parse(case["opened_at"])).total_seconds() // 60)
+            who = f" On call: {self.on_call} — please claim." if self.on_call else ""
+            text = (
+                f"{'🔴' * min(pages, 3)} RE-PAGE {pages}: {case['priority'].upper()} case #{case['id']} "
+                f"is still UNCLAIMED after {waited} min.{who}\n"
+                f"Categories: {case['categories']}. Press Claim, or send /claim {case['id']}."
+            )
+            with self.store.db.atomic():
+                self.store.db["cases"].update(case["id"], {"pages": pages, "last_paged_at": now()})
+                alert_id = self.store.record_alert(case["id"], case["priority"], [], text, None)
+                self.store.db["alerts"].update(alert_id, {"kind": "repage"})
+                if self.on_call and self.after_hours():
+                    dm = self.store.record_alert(case["id"], case["priority"], [], text, None)
+                    self.store.db["alerts"].update(dm, {"kind": "repage", "target_chat": self.on_call})
