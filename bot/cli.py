@@ -30,11 +30,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from bot.servers import RasaStack, StackError, port_of
 
     settings = load_settings()
-    if settings.telegram_token:
-        sys.stderr.write(
-            "triage up: TELEGRAM_BOT_TOKEN is set, but the Telegram gateway is not built yet "
-            "(issue 5). Unset TELEGRAM_BOT_TOKEN to run console mode.\n"
-        )
+    if settings.telegram_token and not settings.staff_chat_id:
+        sys.stderr.write("triage up: TRIAGE_STAFF_CHAT_ID is required with TELEGRAM_BOT_TOKEN\n")
+        return 2
+    if settings.telegram_token and not settings.clinicians:
+        sys.stderr.write("triage up: TRIAGE_CLINICIANS is required with TELEGRAM_BOT_TOKEN\n")
         return 2
     from bot.screening import get_screener
 
@@ -54,7 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             sys.stderr.write(f"triage up: {exc}\n")
             return 1
         sys.stderr.write(f"triage up: Rasa at {stack.rasa_url}, actions at {stack.action_url}\n")
-        return asyncio.run(_console_until_signal(settings, stack))
+        return asyncio.run(_gateway_until_signal(settings, stack))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -62,13 +62,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         sys.stderr.write("triage up: stopped all servers\n")
 
 
-async def _console_until_signal(settings: Settings, stack: RasaStack) -> int:
-    from bot.console import run_console
-
+async def _gateway_until_signal(settings: Settings, stack: RasaStack) -> int:
+    """Run the Telegram gateway (token set) or console mode until a signal or a dead child."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if settings.telegram_token:
+        from bot.telegram_gateway import run_telegram
+
+        sys.stderr.write("triage up: Telegram gateway running; Ctrl-C to stop\n")
+        code = await run_telegram(settings, stack.rasa_url, stop, stack.dead_child)
+        if code:
+            sys.stderr.write(f"triage up: {stack.dead_child()}\n")
+        return code
+    from bot.console import run_console
+
     return await run_console(settings, stack, stop=stop)
 
 

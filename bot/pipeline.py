@@ -10,6 +10,7 @@ and the clinicians even when Rasa is down, slow, or failing (ARCHITECTURE.md inv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -163,14 +164,16 @@ class Pipeline:
         if screening["escalate"]:
             categories = screening["categories"]
             priority = screening.get("priority") or "urgent"
+            # The card and the page go out side by side: a slow or throttled send to the
+            # client must not hold back the page to a clinician, nor the other way round.
+            steps = []
             if not self.store.card_sent_after(inbound.conversation_id, stored.message_id):
-                await turn.card(
+                steps.append(turn.card(
                     abuse="being_harmed" in categories and "self_harm" not in categories,
                     acute=priority == "imminent",
-                )
-            turn.card_sent = True
+                ))
             if not self.store.alerts_for_message(stored.message_id):
-                await turn.escalate(
+                steps.append(turn.escalate(
                     Escalation(
                         priority=priority,
                         categories=categories,
@@ -178,7 +181,9 @@ class Pipeline:
                         evidence=evidence_from_screening(inbound.text, screening),
                         source="screen",
                     )
-                )
+                ))
+            turn.card_sent = True
+            await asyncio.gather(*steps)
         return turn
 
     async def converse(self, turn: "Turn") -> None:

@@ -36,7 +36,7 @@ from bot.pipeline import Alert, Inbound, Pipeline, Reply, Turn
 from bot.rasa_client import RasaClient
 from bot.review import case_summary, transcript_markdown
 from bot.settings import Settings
-from bot.storage import OPEN_STATUSES, Store
+from bot.storage import OPEN_STATUSES, StorageError, Store
 from bot.telegram_send import PRIORITY_CARD, PRIORITY_REPLY, Sender, escape, retry_seconds
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,14 @@ class TelegramGateway:
                 continue
             if not updates:
                 continue
-            self.store_updates([u.to_dict() for u in updates])  # raises → not acknowledged
+            try:
+                self.store_updates([u.to_dict() for u in updates])
+            except StorageError as exc:
+                # Not stored → not acknowledged: the same batch is fetched again.
+                log.error("cannot store updates; not acknowledging them: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
             offset = updates[-1].update_id + 1
             for update in updates:
                 self.dispatch(update)
@@ -442,3 +449,80 @@ class TelegramGateway:
                   exc_info=(type(context.error), context.error, context.error.__traceback__))
         if isinstance(update, Update):
             self._failed.add(update.update_id)
+
+
+async def serve_webhook(gateway: TelegramGateway, stop: asyncio.Event) -> None:
+    """Webhook mode: answer Telegram 200 only after the update is stored (secret checked)."""
+    from aiohttp import web
+
+    settings = gateway.settings
+
+    async def receive(request: web.Request) -> web.Response:
+        if request.headers.get("X-Telegram-Bot-Api-Secret-Token") != settings.webhook_secret:
+            return web.Response(status=403)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, gateway.app.bot)
+        except (ValueError, TypeError, KeyError):
+            return web.Response(status=400)
+        try:
+            gateway.store_updates([data])
+        except StorageError as exc:
+            log.error("cannot store an update; Telegram will retry it: %s", exc)
+            return web.Response(status=503)
+        gateway.dispatch(update)
+        return web.Response(text="ok")
+
+    app = web.Application(client_max_size=1 << 20)
+    app.router.add_post("/telegram", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", settings.webhook_port)
+    await site.start()
+    await gateway.replay_pending()
+    await gateway.app.bot.set_webhook(
+        settings.webhook_url, secret_token=settings.webhook_secret, allowed_updates=Update.ALL_TYPES
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def run_telegram(settings: Settings, rasa_url: str, stop: asyncio.Event, dead_child=lambda: None) -> int:
+    """Run the Telegram gateway until ``stop`` is set or a child server dies."""
+    from bot.screening import get_screener
+
+    if settings.webhook_url and not settings.webhook_secret:
+        raise ValueError("TRIAGE_WEBHOOK_SECRET is required with TRIAGE_WEBHOOK_URL")
+    store = Store(settings.db_path)
+    rasa = RasaClient(rasa_url, settings.rasa_timeout)
+    gateway = TelegramGateway(settings, store, get_screener(), rasa)
+    code = 0
+    async with gateway.app:
+        gateway.sender.start()
+        gateway.outbox.start()
+        receiver = asyncio.create_task(
+            serve_webhook(gateway, stop) if settings.webhook_url else gateway.poll()
+        )
+        try:
+            while not stop.is_set() and not receiver.done():
+                if (dead := dead_child()):
+                    log.error("%s", dead)
+                    code = 1
+                    break
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    pass
+            if receiver.done() and receiver.exception():
+                raise receiver.exception()
+        finally:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+            await gateway.drain()
+            await gateway.outbox.stop()
+            await gateway.sender.stop()
+            await rasa.close()
+            store.close()
+    return code

@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import itertools
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,9 @@ def escape(text: str) -> str:
 
 
 def retry_seconds(exc: RetryAfter) -> float:
-    value: Any = exc.retry_after
+    with warnings.catch_warnings():  # PTB 22 warns that the int form is deprecated
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
@@ -61,10 +64,16 @@ class _Job:
     text: str = field(compare=False)
     kwargs: dict[str, Any] = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    deadline: float = field(compare=False, default=0.0)
 
 
 class Sender:
-    """A priority queue of sends worked by a few tasks."""
+    """A priority queue of sends worked by a few tasks.
+
+    When Telegram pushes back (429 with ``retry_after``, a 5xx, a network error) every
+    worker pauses and the message goes back into the queue, so when sending resumes the
+    queue drains in priority order: alerts, then hotline cards, then replies.
+    """
 
     def __init__(self, bot: Bot, workers: int = 4, retry_budget: float = 60.0) -> None:
         self.bot = bot
@@ -73,6 +82,8 @@ class Sender:
         self._queue: asyncio.PriorityQueue[_Job] = asyncio.PriorityQueue()
         self._seq = itertools.count()
         self._tasks: list[asyncio.Task] = []
+        self._paused_until = 0.0
+        self._backoff = 0.5
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._work(), name=f"sender-{i}") for i in range(self.workers)]
@@ -87,48 +98,50 @@ class Sender:
         self, chat_id: int | str, text: str, *, priority: int = PRIORITY_REPLY, **kwargs: Any
     ) -> list[Message]:
         """Send a text (split if too long; any buttons go on the last piece); wait until sent."""
+        loop = asyncio.get_running_loop()
         pieces = split_text(text)
         sent: list[Message] = []
         for i, piece in enumerate(pieces):
             extra = dict(kwargs)
             if i < len(pieces) - 1:
                 extra.pop("reply_markup", None)
-            future = asyncio.get_running_loop().create_future()
-            await self._queue.put(_Job(priority, next(self._seq), chat_id, piece, extra, future))
+            future = loop.create_future()
+            job = _Job(priority, next(self._seq), chat_id, piece, extra, future, loop.time() + self.retry_budget)
+            await self._queue.put(job)
             sent.append(await future)
         return sent
 
     async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            while (wait := self._paused_until - loop.time()) > 0:
+                await asyncio.sleep(wait)  # paused before taking a job: order is kept
             job = await self._queue.get()
             try:
-                message = await self._send_with_retries(job)
+                message = await self.bot.send_message(job.chat_id, job.text, **job.kwargs)
+            except RetryAfter as exc:
+                self._push_back(job, retry_seconds(exc), exc)
+            except Forbidden as exc:  # the client blocked the bot: retrying cannot help
+                job.future.set_exception(SendFailed(f"Telegram refused the message: {exc.message}"))
+            except BadRequest as exc:
+                job.future.set_exception(SendFailed(f"Telegram refused the message: {exc.message}"))
+            except (TimedOut, NetworkError) as exc:
+                self._push_back(job, self._backoff, exc)
+                self._backoff = min(self._backoff * 2, 10.0)
             except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                job.future.set_exception(exc)
             else:
-                if not job.future.done():
-                    job.future.set_result(message)
+                self._backoff = 0.5
+                job.future.set_result(message)
             finally:
                 self._queue.task_done()
 
-    async def _send_with_retries(self, job: _Job) -> Message:
+    def _push_back(self, job: _Job, wait: float, exc: Exception) -> None:
+        """Pause every worker for ``wait`` seconds and queue the job again (or give up)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_budget
-        delay = 0.5
-        while True:
-            try:
-                return await self.bot.send_message(job.chat_id, job.text, **job.kwargs)
-            except RetryAfter as exc:
-                wait = retry_seconds(exc)
-            except (TimedOut, NetworkError) as exc:
-                if isinstance(exc, BadRequest):
-                    raise SendFailed(f"Telegram refused the message: {exc.message}") from exc
-                wait = delay
-                delay = min(delay * 2, 10.0)
-            except Forbidden as exc:  # the client blocked the bot: retrying cannot help
-                raise SendFailed(f"Telegram refused the message: {exc.message}") from exc
-            if loop.time() + wait > deadline:
-                raise SendFailed("Telegram did not take the message within the retry budget")
-            log.warning("send to Telegram failed; retrying in %.1f s", wait)
-            await asyncio.sleep(wait)
+        if loop.time() + wait > job.deadline:
+            job.future.set_exception(SendFailed("Telegram did not take the message within the retry budget"))
+            return
+        self._paused_until = max(self._paused_until, loop.time() + wait)
+        log.warning("Telegram pushed back (%s); pausing sends for %.1f s", type(exc).__name__, wait)
+        self._queue.put_nowait(job)

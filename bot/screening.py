@@ -1,0 +1,486 @@
+"""Deterministic risk screener: spaCy token patterns plus a small ConText engine, all from data.
+
+Every inbound client message is screened here before anything else (ARCHITECTURE.md,
+invariant 1). The screen never depends on Rasa and never raises on any ``str``.
+
+How a message is screened (see docs/screening.md):
+
+1. :func:`bot.normalise.normalise` folds look-alikes, leetspeak, curly quotes, zero-width
+   characters and letter runs, keeping an offset map to the original text;
+2. the normalised text is tokenised with ``spacy.blank("en")`` (no tokenizer exceptions, so
+   ``don't`` and ``gonna`` stay one token) and one ``Matcher`` runs the risk patterns of
+   ``config/screening/patterns/*.jsonl`` and the context rules of
+   ``config/screening/context_rules.jsonl``;
+3. :class:`bot.context.ConText` decides, per risk match, the flags negated / hypothetical /
+   historical / figurative / reported / retracted / imminent and the experiencer;
+4. a self-harm, harm-to-others or lethal-means match about another person becomes
+   ``third_party_concern``; a signal escalates unless negated, hypothetical, figurative,
+   reported (news, lyrics, fiction) or about another person's past.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import spacy
+from spacy.matcher import Matcher
+from spacy.tokens import Doc
+
+from bot.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
+from bot.normalise import normalise, original_span
+
+__all__ = [
+    "CATEGORIES",
+    "PRIORITIES",
+    "Screener",
+    "ScreeningConfigError",
+    "ScreeningResult",
+    "Signal",
+    "get_screener",
+]
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
+PRIORITIES = ("routine", "urgent", "imminent")
+#: Categories whose signal about another person is a concern for that person (CLINICAL.md,
+#: "Concerned other").
+_THIRD_PARTY_FROM = frozenset({"self_harm", "harm_to_others", "lethal_means"})
+
+_TOKEN_KEYS = frozenset({
+    "ORTH", "TEXT", "LOWER", "NORM", "LENGTH", "IS_ALPHA", "IS_ASCII", "IS_DIGIT", "IS_LOWER",
+    "IS_PUNCT", "IS_SPACE", "IS_STOP", "LIKE_NUM", "SHAPE", "OP", "LEX",
+})
+_OP_RE = re.compile(r"^(\?|\*|\+|!|\{\d*,?\d*\})$")
+_PATTERN_KEYS = frozenset({"id", "category", "pattern", "imminent", "experiencer", "subsumes", "source", "note"})
+_LEXICON_KEYS = frozenset({"name", "words", "source", "note"})
+_RULE_KEYS = frozenset({
+    "category", "literal", "pattern", "direction", "max_scope", "scope", "allowed_types",
+    "terminated_by", "unless_self", "source", "note",
+})
+_DIRECTIONS = frozenset({"forward", "backward", "bidirectional", "terminate", "pseudo"})
+_SENTENCE_END = frozenset({".", "!", "?", "\n", "…", "...", "..", "!!", "??", "?!", "!?"})
+
+
+class ScreeningConfigError(ValueError):
+    """A screening data file is invalid; the message starts with ``<file>:<line>:``."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One piece of evidence: a cue in the original text, its category and context flags."""
+
+    category: str
+    cue: str
+    start: int
+    end: int
+    negated: bool = False
+    hypothetical: bool = False
+    experiencer: str = "self"
+    historical: bool = False
+    figurative: bool = False
+    imminent: bool = False
+    retracted: bool = False
+    reported: bool = False
+    rule: str = ""
+
+    @property
+    def escalates(self) -> bool:
+        """Return True when this signal makes the screen positive on its own."""
+        if self.negated or self.hypothetical or self.figurative or self.reported:
+            return False
+        return not (self.historical and self.experiencer == "other")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready form of the contract (plus imminent/retracted/reported/rule)."""
+        return {
+            "category": self.category, "cue": self.cue, "start": self.start, "end": self.end,
+            "negated": self.negated, "hypothetical": self.hypothetical,
+            "experiencer": self.experiencer, "historical": self.historical,
+            "figurative": self.figurative, "imminent": self.imminent,
+            "retracted": self.retracted, "reported": self.reported, "rule": self.rule,
+        }
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    """The screening result of ARCHITECTURE.md for one message."""
+
+    text: str
+    escalate: bool = False
+    categories: list[str] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    priority: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready screening result."""
+        return {
+            "text": self.text, "escalate": self.escalate, "categories": list(self.categories),
+            "signals": [s.to_dict() for s in self.signals], "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True)
+class _PatternSpec:
+    """A risk pattern as loaded from a patterns file."""
+
+    id: str
+    category: str
+    imminent: bool
+    experiencer: str | None
+    subsumes: frozenset[str]
+
+
+def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each data line; '#' lines and blank lines are comments."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScreeningConfigError(f"{path}:0: cannot read: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            obj = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise ScreeningConfigError(f"{path}:{number}: bad JSON: {exc.msg} (column {exc.colno})") from exc
+        if not isinstance(obj, dict):
+            raise ScreeningConfigError(f"{path}:{number}: expected a JSON object")
+        yield number, obj
+
+
+def _check_keys(where: str, obj: dict[str, Any], allowed: frozenset[str], required: Iterable[str]) -> None:
+    """Fail on unknown or missing keys."""
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ScreeningConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise ScreeningConfigError(f"{where}: missing key(s) {missing}")
+
+
+def _str_list(where: str, key: str, value: Any, allowed: Iterable[str] | None = None) -> list[str]:
+    """Return value as a list of strings, checking membership in ``allowed``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ScreeningConfigError(f"{where}: {key!r} must be a list of strings")
+    if allowed is not None:
+        allowed = set(allowed)
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            raise ScreeningConfigError(f"{where}: {key!r} has unknown value(s) {bad}; allowed: {sorted(allowed)}")
+    return value
+
+
+class _Compiler:
+    """Validates data files and turns them into spaCy Matcher patterns."""
+
+    def __init__(self, nlp: Any) -> None:
+        self.nlp = nlp
+        self.lexicons: dict[str, list[str]] = {}
+
+    def load_lexicons(self, path: Path) -> None:
+        """Load named word classes (``LEX`` in token patterns)."""
+        for number, obj in _read_jsonl(path):
+            where = f"{path}:{number}"
+            _check_keys(where, obj, _LEXICON_KEYS, ("name", "words"))
+            name = obj["name"]
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+                raise ScreeningConfigError(f"{where}: 'name' must be UPPER_SNAKE_CASE")
+            if name in self.lexicons:
+                raise ScreeningConfigError(f"{where}: lexicon {name!r} defined twice")
+            words = _str_list(where, "words", obj["words"])
+            if not words:
+                raise ScreeningConfigError(f"{where}: lexicon {name!r} is empty")
+            for word in words:
+                self._check_word(where, word)
+            self.lexicons[name] = sorted(set(words))
+
+    def _check_word(self, where: str, word: str) -> None:
+        """Fail when a lexicon word could never match a normalised token."""
+        normal = normalise(word)[0]
+        if normal != word:
+            raise ScreeningConfigError(
+                f"{where}: word {word!r} never matches: the normaliser turns it into {normal!r}")
+        tokens = [t.text for t in self.nlp.tokenizer(word)]
+        if len(tokens) != 1:
+            raise ScreeningConfigError(
+                f"{where}: word {word!r} is {len(tokens)} tokens {tokens}; use a token pattern instead")
+
+    def token_pattern(self, where: str, pattern: Any) -> list[dict[str, Any]]:
+        """Validate a token pattern and expand ``LEX`` references."""
+        if not isinstance(pattern, list) or not pattern:
+            raise ScreeningConfigError(f"{where}: 'pattern' must be a non-empty list of token objects")
+        out: list[dict[str, Any]] = []
+        for i, tok in enumerate(pattern):
+            if not isinstance(tok, dict):
+                raise ScreeningConfigError(f"{where}: token {i} must be an object")
+            unknown = sorted(set(tok) - _TOKEN_KEYS)
+            if unknown:
+                raise ScreeningConfigError(f"{where}: token {i}: unknown key(s) {unknown}")
+            tok = dict(tok)
+            if "OP" in tok and (not isinstance(tok["OP"], str) or not _OP_RE.match(tok["OP"])):
+                raise ScreeningConfigError(f"{where}: token {i}: bad OP {tok['OP']!r}")
+            if "LEX" in tok:
+                names = tok.pop("LEX")
+                names = [names] if isinstance(names, str) else names
+                _str_list(f"{where}: token {i}", "LEX", names, self.lexicons)
+                if "LOWER" in tok:
+                    raise ScreeningConfigError(f"{where}: token {i}: use LEX or LOWER, not both")
+                words = sorted({w for n in names for w in self.lexicons[n]})
+                tok["LOWER"] = {"IN": words}
+            for key in ("LOWER", "ORTH", "TEXT", "NORM"):
+                value = tok.get(key)
+                if isinstance(value, str):
+                    self._check_word(f"{where}: token {i}", value) if key != "ORTH" else None
+                elif isinstance(value, dict):
+                    for op, words in value.items():
+                        if op in ("IN", "NOT_IN"):
+                            for w in _str_list(f"{where}: token {i}", f"{key}.{op}", words):
+                                if key == "LOWER":
+                                    self._check_word(f"{where}: token {i}", w)
+            out.append(tok)
+        return out
+
+    def literal_pattern(self, where: str, literal: Any) -> list[dict[str, Any]]:
+        """Turn a literal phrase into a LOWER token pattern over normalised tokens."""
+        if not isinstance(literal, str) or not literal.strip():
+            raise ScreeningConfigError(f"{where}: 'literal' must be a non-empty string")
+        normal = normalise(literal)[0]
+        return [{"LOWER": t.text} for t in self.nlp.tokenizer(normal) if not t.is_space]
+
+    def add(self, matcher: Matcher, key: str, where: str, pattern: list[dict[str, Any]]) -> None:
+        """Add a pattern to the matcher, re-raising spaCy's validation error with file:line."""
+        try:
+            matcher.add(key, [pattern])
+        except Exception as exc:  # spaCy raises several types for a bad pattern
+            raise ScreeningConfigError(f"{where}: invalid token pattern: {exc}".splitlines()[0]) from exc
+
+
+def _make_nlp() -> Any:
+    """Return a blank English pipeline whose tokenizer keeps contractions and slang whole."""
+    nlp = spacy.blank("en")
+    nlp.tokenizer.rules = {}
+    return nlp
+
+
+class Screener:
+    """Screens messages with patterns and context rules loaded from ``config_dir``."""
+
+    def __init__(self, config_dir: Path | None = None) -> None:
+        """Load and validate every data file; raise ScreeningConfigError naming file:line."""
+        if config_dir is None:
+            from bot import CONFIG_DIR
+
+            config_dir = CONFIG_DIR / "screening"
+        self.config_dir = Path(config_dir)
+        self.nlp = _make_nlp()
+        self.matcher = Matcher(self.nlp.vocab, validate=True)
+        compiler = _Compiler(self.nlp)
+        lexicons = self.config_dir / "lexicons.jsonl"
+        if lexicons.exists():
+            compiler.load_lexicons(lexicons)
+        self._patterns: dict[int, _PatternSpec] = {}
+        self._rules: dict[int, ContextRule] = {}
+        self._load_patterns(compiler)
+        self._load_rules(compiler)
+        self.context = ConText(self._rules)
+        self._self_reflexive = frozenset(compiler.lexicons.get("REFLEXIVE_SELF", ()))
+        self._other_reflexive = frozenset(compiler.lexicons.get("REFLEXIVE_OTHER", ()))
+        log.info("screener loaded: %d patterns, %d context rules", len(self._patterns), len(self._rules))
+
+    def _load_patterns(self, compiler: _Compiler) -> None:
+        """Load every ``patterns/*.jsonl`` file."""
+        directory = self.config_dir / "patterns"
+        files = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+        if not files:
+            raise ScreeningConfigError(f"{directory}:0: no pattern files (*.jsonl)")
+        seen: set[str] = set()
+        for path in files:
+            for number, obj in _read_jsonl(path):
+                where = f"{path}:{number}"
+                _check_keys(where, obj, _PATTERN_KEYS, ("id", "category", "pattern"))
+                pid, category = obj["id"], obj["category"]
+                if not isinstance(pid, str) or not pid or pid in seen:
+                    raise ScreeningConfigError(f"{where}: 'id' must be a unique non-empty string")
+                seen.add(pid)
+                if category not in CATEGORIES:
+                    raise ScreeningConfigError(f"{where}: unknown category {category!r}; allowed: {list(CATEGORIES)}")
+                imminent = obj.get("imminent", False)
+                if not isinstance(imminent, bool):
+                    raise ScreeningConfigError(f"{where}: 'imminent' must be true or false")
+                experiencer = obj.get("experiencer")
+                if experiencer not in (None, "self", "other"):
+                    raise ScreeningConfigError(f"{where}: 'experiencer' must be \"self\" or \"other\"")
+                subsumes = frozenset(_str_list(where, "subsumes", obj.get("subsumes", []), CATEGORIES))
+                for key in ("source", "note"):
+                    if key in obj and not isinstance(obj[key], str):
+                        raise ScreeningConfigError(f"{where}: {key!r} must be a string")
+                pattern = compiler.token_pattern(where, obj["pattern"])
+                key = f"T{len(self._patterns)}"
+                compiler.add(self.matcher, key, where, pattern)
+                self._patterns[self.nlp.vocab.strings[key]] = _PatternSpec(pid, category, imminent, experiencer, subsumes)
+
+    def _load_rules(self, compiler: _Compiler) -> None:
+        """Load ``context_rules.jsonl`` (medspaCy ConText style)."""
+        path = self.config_dir / "context_rules.jsonl"
+        if not path.exists():
+            raise ScreeningConfigError(f"{path}:0: missing context rules file")
+        for number, obj in _read_jsonl(path):
+            where = f"{path}:{number}"
+            _check_keys(where, obj, _RULE_KEYS, ("category", "direction"))
+            category, direction = obj["category"], obj["direction"]
+            if category not in CONTEXT_CATEGORIES:
+                raise ScreeningConfigError(f"{where}: unknown category {category!r}; allowed: {sorted(CONTEXT_CATEGORIES)}")
+            if direction not in _DIRECTIONS:
+                raise ScreeningConfigError(f"{where}: unknown direction {direction!r}; allowed: {sorted(_DIRECTIONS)}")
+            if ("literal" in obj) == ("pattern" in obj):
+                raise ScreeningConfigError(f"{where}: give exactly one of 'literal' or 'pattern'")
+            max_scope = obj.get("max_scope")
+            if max_scope is not None and (not isinstance(max_scope, int) or isinstance(max_scope, bool) or max_scope < 1):
+                raise ScreeningConfigError(f"{where}: 'max_scope' must be a positive integer")
+            scope = obj.get("scope", "sentence")
+            if scope not in ("sentence", "message"):
+                raise ScreeningConfigError(f"{where}: 'scope' must be \"sentence\" or \"message\"")
+            unless_self = obj.get("unless_self", False)
+            if not isinstance(unless_self, bool):
+                raise ScreeningConfigError(f"{where}: 'unless_self' must be true or false")
+            allowed = frozenset(_str_list(where, "allowed_types", obj.get("allowed_types", list(CATEGORIES)), CATEGORIES))
+            terminated_by = frozenset(_str_list(where, "terminated_by", obj.get("terminated_by", []), CONTEXT_CATEGORIES))
+            if "literal" in obj:
+                pattern = compiler.literal_pattern(where, obj["literal"])
+                label = obj["literal"]
+            else:
+                pattern = compiler.token_pattern(where, obj["pattern"])
+                label = f"line {number}"
+            key = f"C{len(self._rules)}"
+            compiler.add(self.matcher, key, where, pattern)
+            self._rules[self.nlp.vocab.strings[key]] = ContextRule(
+                category=category, direction=direction, max_scope=max_scope, scope=scope,
+                allowed_types=allowed, terminated_by=terminated_by, unless_self=unless_self, label=str(label),
+            )
+
+    def screen(self, text: str) -> ScreeningResult:
+        """Screen one message; never raises (a failure fails closed: escalate, urgent)."""
+        try:
+            return self._screen(text)
+        except Exception as exc:  # pragma: no cover - the property tests keep this unreachable
+            log.error("screening failed (%s); failing closed", type(exc).__name__)
+            return ScreeningResult(text=text if isinstance(text, str) else str(text), escalate=True,
+                                   categories=[], signals=[], priority="urgent")
+
+    def _screen(self, text: str) -> ScreeningResult:
+        """Screen one message (may raise on a defect; see :meth:`screen`)."""
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        normal, offsets = normalise(text)
+        if not normal.strip():
+            return ScreeningResult(text=text)
+        doc = self.nlp.tokenizer(normal)
+        targets: list[tuple[Span, _PatternSpec]] = []
+        modifiers: list[tuple[Span, ContextRule]] = []
+        for match_id, start, end in self.matcher(doc):
+            spec = self._patterns.get(match_id)
+            if spec is not None:
+                targets.append((Span(start, end), spec))
+            else:
+                modifiers.append((Span(start, end), self._rules[match_id]))
+        if not targets:
+            return ScreeningResult(text=text)
+        targets = _dedupe_targets(targets)
+        sentences = _sentence_ids(doc)
+        self.context.prepare(modifiers, sentences)
+        signals: list[Signal] = []
+        for span, spec in targets:
+            flags = self.context.flags(span, spec.category)
+            experiencer = spec.experiencer or self._reflexive_experiencer(doc, span) or flags.experiencer
+            signals.append(self._signal(text, doc, offsets, span, spec, flags, experiencer))
+        signals.sort(key=lambda s: (s.start, CATEGORIES.index(s.category)))
+        return _result(text, signals)
+
+    def _reflexive_experiencer(self, doc: Doc, span: Span) -> str | None:
+        """Return 'other' for 'himself'/'herself'… inside the cue, 'self' for 'myself'."""
+        lowers = [doc[i].lower_ for i in range(span.start, span.end)]
+        if any(w in self._other_reflexive for w in lowers):
+            return "other"
+        if any(w in self._self_reflexive for w in lowers):
+            return "self"
+        return None
+
+    @staticmethod
+    def _signal(text: str, doc: Doc, offsets: list[int], span: Span, spec: _PatternSpec,
+                flags: Flags, experiencer: str) -> Signal:
+        """Build a Signal with offsets into the original text."""
+        n_start = doc[span.start].idx
+        last = doc[span.end - 1]
+        n_end = last.idx + len(last.text)
+        start, end = original_span(text, offsets, n_start, n_end)
+        category = spec.category
+        if experiencer == "other" and category in _THIRD_PARTY_FROM:
+            category = "third_party_concern"
+        return Signal(
+            category=category, cue=text[start:end], start=start, end=end,
+            negated=flags.negated, hypothetical=flags.hypothetical, experiencer=experiencer,
+            historical=flags.historical, figurative=flags.figurative,
+            imminent=spec.imminent or flags.imminent, retracted=flags.retracted,
+            reported=flags.reported, rule=spec.id,
+        )
+
+
+def _dedupe_targets(targets: list[tuple[Span, _PatternSpec]]) -> list[tuple[Span, _PatternSpec]]:
+    """Keep the longest match where matches of one category overlap; apply ``subsumes``."""
+    targets.sort(key=lambda t: (-(t[0].end - t[0].start), t[0].start))
+    kept: list[tuple[Span, _PatternSpec]] = []
+    for span, spec in targets:
+        clash = False
+        for other, ospec in kept:
+            if span.overlaps(other) and (ospec.category == spec.category and
+                                         (spec.imminent <= ospec.imminent or other.contains(span))):
+                clash = True
+                break
+            if other.contains(span) and spec.category in ospec.subsumes:
+                clash = True
+                break
+        if not clash:
+            kept.append((span, spec))
+    return kept
+
+
+def _sentence_ids(doc: Doc) -> list[int]:
+    """Return a sentence number per token (split after . ! ? and line breaks)."""
+    ids: list[int] = []
+    current = 0
+    for tok in doc:
+        ids.append(current)
+        text = tok.text
+        if text in _SENTENCE_END or "\n" in text or (tok.is_punct and text[0] in ".!?"):
+            current += 1
+    return ids
+
+
+def _result(text: str, signals: list[Signal]) -> ScreeningResult:
+    """Combine signals into categories, escalate and priority."""
+    escalating = [s for s in signals if s.escalates]
+    present = {s.category for s in escalating}
+    categories = [c for c in CATEGORIES if c in present]
+    if not escalating:
+        return ScreeningResult(text=text, escalate=False, categories=[], signals=signals, priority=None)
+    if any(s.imminent for s in escalating):
+        priority = "imminent"
+    elif present - {"third_party_concern"}:
+        priority = "urgent"
+    else:
+        priority = "routine"
+    return ScreeningResult(text=text, escalate=True, categories=categories, signals=signals, priority=priority)
+
+
+@functools.lru_cache(maxsize=1)
+def get_screener() -> Screener:
+    """Return the process-wide screener loaded from ``config/screening``."""
+    return Screener()

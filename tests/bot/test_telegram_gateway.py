@@ -1,0 +1,329 @@
+"""The Telegram gateway end to end over real HTTP against the fake Bot API (no Telegram)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import pytest
+from fake_bot_api import FakeBotApi, callback_update, edited_update, photo_update, text_update
+
+from bot.outbox import sign
+from bot.rasa_client import RasaClient, RasaReply
+from bot.servers import free_port
+from bot.settings import load_settings
+from bot.storage import StorageError, Store
+from bot.telegram_gateway import CLINICIAN_PREFIX, NON_TEXT, TelegramGateway
+
+STAFF = -100500
+CLINICIAN = 4242
+STRANGER = 666
+CLIENT = 1001
+
+
+@pytest.fixture
+def api():
+    with FakeBotApi() as fake:
+        yield fake
+
+
+def settings_for(api, db_path, **extra):
+    env = {
+        "TELEGRAM_BOT_TOKEN": "123456:TEST-TOKEN",
+        "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
+        "TRIAGE_STAFF_CHAT_ID": str(STAFF),
+        "TRIAGE_CLINICIANS": str(CLINICIAN),
+        "TRIAGE_DB": str(db_path),
+        "TRIAGE_REGION": "UK",
+        **extra,
+    }
+    return load_settings(env, clinic_file=None)
+
+
+@contextlib.asynccontextmanager
+async def running(settings, screener, rasa, store=None):
+    """Run the gateway (polling the fake API) for the duration of the block."""
+    own_store = store is None
+    store = store or Store(settings.db_path)
+    gateway = TelegramGateway(settings, store, screener, rasa)
+    async with gateway.app:
+        gateway.sender.start()
+        gateway.outbox.start()
+        poller = asyncio.create_task(gateway.poll(timeout=0))
+        try:
+            yield gateway
+        finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+            await gateway.drain()
+            await gateway.outbox.stop()
+            await gateway.sender.stop()
+            if own_store:
+                store.close()
+
+
+async def until(predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_risky_message_gets_card_and_staff_alert_with_claim_button(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa) as gw:
+            started = time.monotonic()
+            api.push(text_update(CLIENT, "I feel RISK tonight"))
+            card = await until(lambda: [m for m in api.sent(chat_id=CLIENT) if "116 123" in m["text"]])
+            alert = await until(lambda: api.sent(chat_id=STAFF))
+            elapsed = time.monotonic() - started
+            return card, alert, elapsed, gw
+
+    card, alert, elapsed, gw = asyncio.run(scenario())
+    assert elapsed < 1.0, f"card and alert took {elapsed:.2f} s"
+    text = alert[0]["text"]
+    assert "case #1" in text and "URGENT" in text and "«RISK»" in text
+    buttons = [b for row in alert[0]["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["text"] for b in buttons] == ["Claim", "Transcript", "Take over", "Resolve"]
+    assert buttons[0]["callback_data"].startswith("claim:1:")
+
+
+def test_claim_button_from_clinician_claims_and_stranger_is_refused(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store) as gw:
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            data = sign(gw.secret, "claim", 1)
+            api.push(callback_update(STRANGER, data, STAFF))
+            await until(lambda: api.sent("answerCallbackQuery"))
+            assert store.case(1)["status"] == "open"
+            api.push(callback_update(CLINICIAN, data, STAFF))
+            await until(lambda: store.case(1)["status"] == "claimed")
+            api.push(callback_update(CLINICIAN, "claim:1:forgedforgedforg", STAFF))
+            await until(lambda: len(api.sent("answerCallbackQuery")) >= 3)
+
+    asyncio.run(scenario())
+    answers = api.sent("answerCallbackQuery")
+    assert "only the clinic's listed clinicians" in answers[0]["text"]
+    assert "not valid" in answers[-1]["text"]
+    assert store.case(1)["claimed_by"] == str(CLINICIAN)
+    audit = [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+    assert (str(STRANGER), "refused:claim") in audit and (str(CLINICIAN), "claim") in audit
+    assert (str(CLINICIAN), "refused:forged-button") in audit
+
+
+def test_staff_commands_lifecycle_and_refusals(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "ACUTE"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            api.push(text_update(STAFF, "/resolve 1 talked it through", user_id=STRANGER))
+            api.push(text_update(STAFF, "/cases", user_id=CLINICIAN))
+            api.push(text_update(STAFF, "/claim 1", user_id=CLINICIAN))
+            api.push(text_update(STAFF, "/note 1 called the client", user_id=CLINICIAN))
+            api.push(text_update(STAFF, "/transcript 1", user_id=CLINICIAN))
+            api.push(text_update(STAFF, "/resolve 1 safety plan agreed, GP informed", user_id=CLINICIAN))
+            await until(lambda: store.case(1)["status"] == "resolved")
+            await until(lambda: api.sent("sendDocument"))
+
+    asyncio.run(scenario())
+    staff_texts = [m["text"] for m in api.sent(chat_id=STAFF)]
+    assert any("only the clinic's listed clinicians" in t for t in staff_texts)
+    assert any(t.startswith("#1 IMMINENT open") for t in staff_texts)
+    case = store.case(1)
+    assert case["resolved_by"] == str(CLINICIAN) and case["outcome"] == "safety plan agreed, GP informed"
+    events = [e["event"] for e in store.case_events(1)]
+    assert events == ["opened", "claimed", "note", "resolved"]
+    (doc,) = api.sent("sendDocument")
+    assert "«ACUTE»" in doc["document"]["content"]
+    assert ("%d" % CLINICIAN, "transcript") in [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+
+
+def test_client_slash_text_reaches_rasa_as_text(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa):
+            api.push(text_update(CLIENT, "/restart"))
+            await until(lambda: fake_rasa.calls)
+
+    asyncio.run(scenario())
+    assert fake_rasa.calls[0][1] == "restart"
+
+
+def test_edited_message_is_rescreened_and_non_text_gets_card(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa):
+            api.push(text_update(CLIENT, "hello"))
+            await until(lambda: api.sent(chat_id=CLIENT))
+            api.push(edited_update(CLIENT, "hello RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            api.push(photo_update(CLIENT + 1))
+            api.push(photo_update(CLIENT + 2, caption="ACUTE"))
+            await until(lambda: len(api.sent(chat_id=STAFF)) >= 2)
+            await until(lambda: [m for m in api.sent(chat_id=CLIENT + 1) if "988" in m["text"] or "116" in m["text"]])
+
+    asyncio.run(scenario())
+    assert len(fake_rasa.calls) == 1  # the edit was screened, not answered again
+    photo_only = [m["text"] for m in api.sent(chat_id=CLIENT + 1)]
+    assert photo_only[0] == NON_TEXT and "116 123" in photo_only[1]
+    caption = api.sent(chat_id=STAFF)[-1]["text"]
+    assert "IMMINENT" in caption
+
+
+def test_long_reply_is_split_and_client_text_is_escaped_for_staff(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    fake_rasa.replies = [RasaReply(text="word " * 2000)]
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa):
+            api.push(text_update(CLIENT, "<b>RISK</b> & <script>"))
+            await until(lambda: len(api.sent(chat_id=CLIENT)) >= 4)
+            await until(lambda: api.sent(chat_id=STAFF))
+
+    asyncio.run(scenario())
+    pieces = [m["text"] for m in api.sent(chat_id=CLIENT)][1:]  # after the card
+    assert all(len(p) <= 4096 for p in pieces) and len(pieces) >= 3
+    alert = api.sent(chat_id=STAFF)[0]
+    assert alert["parse_mode"] == "HTML"
+    assert "&lt;script&gt;" in alert["text"] and "<script>" not in alert["text"]
+
+
+def test_429_storm_on_send_message_still_delivers_card_and_alert(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    api.fail("sendMessage", 429, 3, retry_after=1)
+    api.fail("sendMessage", 500, 2)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa):
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF) and [
+                m for m in api.sent(chat_id=CLIENT) if "116 123" in m["text"]], timeout=30)
+            store = Store(settings.db_path)
+            await until(lambda: store.alerts() and store.alerts()[0]["delivered_at"], timeout=30)
+            return store.alerts()
+
+    alerts = asyncio.run(scenario())
+    assert alerts[0]["delivered_at"] is not None
+    # the alert went out before the routine reply from the dialogue
+    order = [(c.params.get("chat_id"), c.params.get("text", "")[:20]) for c in api.calls if c.method == "sendMessage"]
+    staff_index = next(i for i, (chat, _) in enumerate(order) if str(chat) == str(STAFF))
+    reply_index = max(i for i, (chat, text) in enumerate(order) if str(chat) == str(CLIENT) and text.startswith("hello from"))
+    assert staff_index < reply_index, order
+
+
+def test_rasa_down_still_gets_card_and_alert(api, tmp_path, fake_screener):
+    settings = settings_for(api, tmp_path / "t.db")
+    dead = RasaClient(f"http://127.0.0.1:{free_port()}", timeout=1)
+
+    async def scenario():
+        async with running(settings, fake_screener, dead):
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            await until(lambda: len(api.sent(chat_id=CLIENT)) >= 2)
+        await dead.close()
+
+    asyncio.run(scenario())
+    client = [m["text"] for m in api.sent(chat_id=CLIENT)]
+    assert "116 123" in client[0] and "can't reply properly" in client[1]
+
+
+def test_takeover_relays_both_ways_and_release_hands_back(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            api.push(text_update(STAFF, "/takeover 1", user_id=CLINICIAN))
+            await until(lambda: store.conversation(f"telegram:{CLIENT}")["takeover_by"])
+            calls_before = len(fake_rasa.calls)
+            api.push(text_update(CLIENT, "are you there?"))
+            relayed = await until(lambda: [m for m in api.sent(chat_id=STAFF) if "are you there?" in m["text"]])
+            assert len(fake_rasa.calls) == calls_before  # the bot stays quiet
+            relay_id = store.db.execute(
+                "select relay_message_id from messages where text = 'are you there?'").fetchone()[0]
+            reply = text_update(STAFF, "Yes, I'm here. Are you safe right now?", user_id=CLINICIAN)
+            reply["message"]["reply_to_message"] = {"message_id": relay_id, "date": 0,
+                                                    "chat": {"id": STAFF, "type": "supergroup"}}
+            api.push(reply)
+            await until(lambda: [m for m in api.sent(chat_id=CLIENT) if m["text"].startswith(CLINICIAN_PREFIX)])
+            api.push(text_update(CLIENT, "I'm still here RISK"))  # the screen keeps running
+            await until(lambda: len(store.alerts()) >= 2)
+            api.push(text_update(STAFF, "/release 1", user_id=CLINICIAN))
+            await until(lambda: not store.conversation(f"telegram:{CLIENT}")["takeover_by"])
+            api.push(text_update(CLIENT, "ok"))
+            await until(lambda: len(fake_rasa.calls) > calls_before)
+
+    asyncio.run(scenario())
+    client = [m["text"] for m in api.sent(chat_id=CLIENT)]
+    assert any("has joined this chat" in t for t in client)
+    assert any("handed this chat back" in t for t in client)
+
+
+def test_unclaimed_case_is_repaged_and_resumes_after_restart(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db", TRIAGE_REPAGE_MINUTES="0.01", TRIAGE_ON_CALL="777",
+                            TRIAGE_CLINIC_HOURS="mon 00:00-00:01")  # after hours nearly always
+
+    async def first_run():
+        async with running(settings, fake_screener, fake_rasa) as gw:
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            gw.outbox.tick = 0.1
+            await until(lambda: [m for m in api.sent(chat_id=STAFF) if "RE-PAGE 1" in m["text"]], timeout=15)
+
+    async def second_run():  # a restarted gateway carries on re-paging the unclaimed case
+        async with running(settings, fake_screener, fake_rasa) as gw:
+            gw.outbox.tick = 0.1
+            await until(lambda: [m for m in api.sent(chat_id=STAFF) if "RE-PAGE 2" in m["text"]], timeout=15)
+
+    asyncio.run(first_run())
+    rasa_calls = len(fake_rasa.calls)
+    asyncio.run(second_run())
+    assert len(fake_rasa.calls) == rasa_calls  # nothing handled twice after the restart
+    repage = next(m for m in api.sent(chat_id=STAFF) if "RE-PAGE 1" in m["text"])
+    assert "777" in repage["text"] and "UNCLAIMED" in repage["text"]
+    assert any("RE-PAGE" in m["text"] for m in api.sent(chat_id=777))  # the on-call DM
+
+
+def test_update_is_not_acknowledged_until_stored(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+    real = store.store_raw_updates
+    failures = {"left": 2}
+
+    def flaky(updates):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StorageError("database is locked")
+        real(updates)
+
+    store.store_raw_updates = flaky
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            update = api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: failures["left"] == 0)
+            assert api.acked_offset <= update["update_id"]  # not acknowledged while unstored
+            assert api.sent(chat_id=CLIENT) == []  # and nothing acted on it
+            await until(lambda: api.sent(chat_id=STAFF), timeout=15)
+            await until(lambda: api.acked_offset > update["update_id"])
+            assert store.update_done(update["update_id"])
+
+    asyncio.run(scenario())
