@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -150,6 +151,129 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor(args: argparse.Namespace) -> str:
+    return args.actor or f"cli:{getpass.getuser()}"
+
+
+def _store():
+    from bot.storage import Store
+
+    return Store(load_settings().db_path)
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    """List cases, most urgent and oldest first (default: open and claimed).
+
+    Example: ``triage cases --status all --priority imminent --since 2026-11-01 --json``
+    """
+    from bot.review import ReviewError, case_summary, list_cases
+
+    try:
+        rows = list_cases(_store(), status=args.status, priority=args.priority,
+                          category=args.category, since=args.since, until=args.until)
+    except ReviewError as exc:
+        sys.stderr.write(f"triage cases: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write("".join(case_summary(r) + "\n" for r in rows) or "No cases.\n")
+    return 0
+
+
+def cmd_transcript(args: argparse.Namespace) -> int:
+    """Print a case's whole conversation with the screening evidence marked (audited).
+
+    Example: ``triage transcript 3 --format html > case-3.html``
+    """
+    from bot.review import render, transcript
+
+    fmt = "json" if args.json else args.format
+    try:
+        record = transcript(_store(), args.case, _actor(args))
+    except LookupError as exc:
+        sys.stderr.write(f"triage transcript: {exc.args[0]}\n")
+        return 2
+    sys.stdout.write(render(record, fmt))
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    """Record a clinician's judgement on a case, and label messages for the screener's eval.
+
+    Example: ``triage annotate 3 --outcome "safety plan agreed" --missed 14:self_harm --false-alarm 9``
+    """
+    from bot.review import ReviewError, annotate
+
+    try:
+        case = annotate(_store(), args.case, _actor(args), outcome=args.outcome, note=args.note,
+                        missed=args.missed, false_alarms=args.false_alarm, confirmed=args.confirm)
+    except (ReviewError, LookupError) as exc:
+        sys.stderr.write(f"triage annotate: {exc.args[0]}\n")
+        return 2
+    sys.stdout.write(json.dumps(case) + "\n" if args.json else f"Annotated case #{case['id']}.\n")
+    return 0
+
+
+def cmd_export_labels(args: argparse.Namespace) -> int:
+    """Write clinician-labelled messages as JSON Lines for ``triage eval``.
+
+    Example: ``triage export-labels --output reviewed.jsonl && triage eval reviewed.jsonl``
+    """
+    from bot.review import export_labels
+
+    rows = export_labels(_store(), _actor(args))
+    lines = "".join(json.dumps({"text": r["text"], "label": r["label"]}, ensure_ascii=False) + "\n" for r in rows)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(lines)
+        sys.stderr.write(f"triage export-labels: wrote {len(rows)} labelled messages to {args.output}\n")
+    else:
+        sys.stdout.write(lines)
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete resolved cases (and their conversations) older than an age; open cases stay.
+
+    Example: ``triage purge --older-than 90d --dry-run``
+    """
+    from bot.review import ReviewError, parse_age, purge
+
+    try:
+        counts = purge(_store(), parse_age(args.older_than), _actor(args), dry_run=args.dry_run)
+    except ReviewError as exc:
+        sys.stderr.write(f"triage purge: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(counts) + "\n")
+    else:
+        verb = "Would delete" if args.dry_run else "Deleted"
+        sys.stdout.write(f"{verb} {counts['cases']} resolved cases, {counts['conversations']} conversations,"
+                         f" {counts['messages']} messages.\n")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Show the audit log: who accessed or changed what, and when.
+
+    Example: ``triage audit --since 2026-11-01 --json``
+    """
+    from bot.review import ReviewError, audit_entries
+
+    try:
+        rows = audit_entries(_store(), actor=args.who, since=args.since)
+    except ReviewError as exc:
+        sys.stderr.write(f"triage audit: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+    else:
+        for r in rows:
+            sys.stdout.write(f"{r['created_at'][:19]}  {r['actor']:<20} {r['action']:<22} {r['target']}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage",
@@ -177,6 +301,46 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_simulate.__doc__)
     p.add_argument("file", help='JSON Lines: {"chat": "alice", "text": "hello", "region": "UK"}')
     p.set_defaults(func=cmd_simulate)
+
+    def review(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=func.__doc__)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.add_argument("--actor", help="who is asking, for the audit log (default cli:<user>)")
+        p.set_defaults(func=func)
+        return p
+
+    p = review("cases", cmd_cases, "list cases, most urgent and oldest first")
+    p.add_argument("--status", help="open, claimed, resolved or all (default: open and claimed)")
+    p.add_argument("--priority", help="routine, urgent or imminent")
+    p.add_argument("--category", help="a screening category, e.g. self_harm")
+    p.add_argument("--since", help="opened on or after YYYY-MM-DD")
+    p.add_argument("--until", help="opened on or before YYYY-MM-DD")
+
+    p = review("transcript", cmd_transcript, "a case's conversation with the evidence marked")
+    p.add_argument("case", type=int)
+    p.add_argument("--format", choices=["md", "html", "json"], default="md")
+
+    p = review("annotate", cmd_annotate, "record a clinician's judgement and message labels")
+    p.add_argument("case", type=int)
+    p.add_argument("--outcome", help="what happened")
+    p.add_argument("--note", help="free text for the record")
+    p.add_argument("--missed", action="append", default=[], metavar="MSG:CATEGORY",
+                   help="the screen missed this risk in message MSG")
+    p.add_argument("--false-alarm", action="append", default=[], metavar="MSG",
+                   help="the screen flagged message MSG but there was no risk")
+    p.add_argument("--confirm", action="append", default=[], metavar="MSG:CATEGORY",
+                   help="the screen was right about message MSG")
+
+    p = review("export-labels", cmd_export_labels, "labelled messages as JSON Lines for triage eval")
+    p.add_argument("--output", help="file to write (default: stdout)")
+
+    p = review("purge", cmd_purge, "delete resolved cases older than an age")
+    p.add_argument("--older-than", required=True, help="e.g. 90d or 12w")
+    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    p = review("audit", cmd_audit, "who accessed or changed what")
+    p.add_argument("--who", help="only this actor")
+    p.add_argument("--since", help="on or after YYYY-MM-DD")
     return parser
 
 

@@ -1,55 +1,198 @@
-"""Clinician review: case lists and transcripts. Every transcript access is audited."""
+"""Clinician review: case lists, transcripts (Markdown, HTML, JSON), annotations, labels,
+exports, retention and the audit trail. Every transcript access is audited.
+
+The CLI (``triage cases``, ``transcript``, ``annotate``, ``export-labels``, ``purge``,
+``audit``) and the Telegram ``/transcript`` command are thin layers over these functions.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import html
 import json
-from typing import Any
+import re
+from typing import Any, Iterable
 
-from bot.storage import Store
+from bot.storage import Store, now
+
+CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
+PRIORITIES = ("routine", "urgent", "imminent")
+STATUSES = ("open", "claimed", "resolved")
+LABEL_KINDS = ("missed_risk", "false_alarm", "confirmed")
+
+
+class ReviewError(ValueError):
+    """Bad input to a review command; the message says what is wrong."""
+
+
+# -- case lists ---------------------------------------------------------------------------
+
+def list_cases(
+    store: Store,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    category: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[dict[str, Any]]:
+    """Cases filtered by status, priority, category and opening date; most urgent, oldest first.
+
+    ``status`` None means open and claimed; "all" means every case.
+    """
+    if status not in (None, "all", *STATUSES):
+        raise ReviewError(f"status must be one of {', '.join(STATUSES)} or all")
+    if priority not in (None, *PRIORITIES):
+        raise ReviewError(f"priority must be one of {', '.join(PRIORITIES)}")
+    if category not in (None, *CATEGORIES):
+        raise ReviewError(f"category must be one of {', '.join(CATEGORIES)}")
+    where, params = [], []
+    if status is None:
+        where.append("status in ('open', 'claimed')")
+    elif status != "all":
+        where.append("status = ?")
+        params.append(status)
+    if priority:
+        where.append("priority = ?")
+        params.append(priority)
+    if category:
+        where.append("exists (select 1 from json_each(cases.categories) where value = ?)")
+        params.append(category)
+    if since:
+        where.append("opened_at >= ?")
+        params.append(_date(since))
+    if until:
+        where.append("opened_at < ?")
+        params.append(_date(until, end=True))
+    sql = "select * from cases" + (" where " + " and ".join(where) if where else "")
+    sql += (" order by case priority when 'imminent' then 0 when 'urgent' then 1 else 2 end,"
+            " opened_at, id")
+    rows = []
+    for row in store.db.query(sql, params):
+        row["categories"] = json.loads(row["categories"] or "[]")
+        rows.append(row)
+    return rows
+
+
+def _date(text: str, end: bool = False) -> str:
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise ReviewError(f"dates are YYYY-MM-DD, not {text!r}") from exc
+    if end:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
 
 
 def case_summary(case: dict[str, Any]) -> str:
     """One line per case for lists: number, priority, status, categories, who, since when."""
-    categories = ", ".join(json.loads(case["categories"] or "[]")) or "—"
+    categories = case["categories"]
+    if isinstance(categories, str):
+        categories = json.loads(categories or "[]")
     who = f" · claimed by {case['claimed_by']}" if case["claimed_by"] else ""
     return (
-        f"#{case['id']} {case['priority'].upper()} {case['status']} · {categories}"
+        f"#{case['id']} {case['priority'].upper()} {case['status']} · {', '.join(categories) or '—'}"
         f" · opened {case['opened_at'][:16].replace('T', ' ')}Z{who}"
     )
 
 
-def _marked(text: str, signals: list[dict[str, Any]]) -> str:
-    """The text with each escalating cue wrapped in «», right to left so offsets hold."""
-    spans = sorted(
-        {(s["start"], s["end"]) for s in signals
-         if not (s.get("negated") or s.get("hypothetical") or s.get("figurative"))},
-        reverse=True,
-    )
-    for start, end in spans:
-        if 0 <= start < end <= len(text):
-            text = f"{text[:start]}«{text[start:end]}»{text[end:]}"
-    return text
+# -- transcripts --------------------------------------------------------------------------
+
+def _escalating_spans(signals: list[dict[str, Any]], length: int) -> list[tuple[int, int]]:
+    spans = sorted({
+        (s["start"], s["end"]) for s in signals
+        if not (s.get("negated") or s.get("hypothetical") or s.get("figurative"))
+        and 0 <= s["start"] < s["end"] <= length
+    })
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:  # overlapping cues become one highlighted span
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
-def transcript_markdown(store: Store, case_id: int, actor: str) -> str:
-    """The case's whole conversation as Markdown, with evidence marked; audited."""
+def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
+    """The case's whole record as data: case, messages with screening, history, alerts, labels.
+
+    Writes an audit entry for ``actor`` (ARCHITECTURE.md invariant 7).
+    """
     case = store.case(case_id)
     if case is None:
         raise LookupError(f"there is no case #{case_id}")
     store.audit(actor, "transcript", f"case:{case_id}")
+    conversation_id = case["conversation_id"]
     screenings = {
         row["message_id"]: row
         for row in store.db.query(
             "select s.* from screenings s join messages m on m.id = s.message_id"
-            " where m.conversation_id = ?",
-            [case["conversation_id"]],
-        )
+            " where m.conversation_id = ?", [conversation_id])
     }
+    labels: dict[int, list[dict[str, Any]]] = {}
+    for row in store.db.query(
+        "select l.* from labels l join messages m on m.id = l.message_id"
+        " where m.conversation_id = ? order by l.id", [conversation_id]
+    ):
+        labels.setdefault(row["message_id"], []).append(
+            {"label": row["label"], "kind": row["kind"], "actor": row["actor"], "at": row["created_at"]})
+    messages = []
+    for m in store.messages(conversation_id):
+        entry: dict[str, Any] = {
+            "id": m["id"], "at": m["created_at"], "direction": m["direction"], "kind": m["kind"],
+            "text": m["text"], "labels": labels.get(m["id"], []),
+        }
+        screening = screenings.get(m["id"])
+        if screening:
+            signals = json.loads(screening["signals"])
+            entry["screening"] = {
+                "escalate": bool(screening["escalate"]),
+                "priority": screening["priority"],
+                "categories": json.loads(screening["categories"]),
+                "signals": signals,
+                "highlight": _escalating_spans(signals, len(m["text"] or "")) if screening["escalate"] else [],
+            }
+        messages.append(entry)
+    case_view = dict(case)
+    case_view["categories"] = json.loads(case["categories"] or "[]")
+    return {
+        "case": case_view,
+        "messages": messages,
+        "history": [
+            {"at": e["created_at"], "event": e["event"], "actor": e["actor"], "priority": e["priority"],
+             "details": json.loads(e["details"] or "{}")}
+            for e in store.case_events(case_id)
+        ],
+        "alerts": [
+            {"at": a["created_at"], "priority": a["priority"], "kind": a["kind"] or "alert",
+             "delivered_at": a["delivered_at"], "attempts": a["attempts"]}
+            for a in store.alerts(case_id)
+        ],
+    }
+
+
+def _highlight(text: str, spans: list[tuple[int, int]], open_: str, close: str, esc) -> str:
+    out, last = [], 0
+    for start, end in spans:
+        out += [esc(text[last:start]), open_, esc(text[start:end]), close]
+        last = end
+    out.append(esc(text[last:]))
+    return "".join(out)
+
+
+def _who(message: dict[str, Any]) -> str:
+    if message["direction"] == "in":
+        return "client"
+    return {"clinician": "clinician", "notice": "notice"}.get(message["kind"], f"bot ({message['kind']})")
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    case = record["case"]
     lines = [
-        f"# Case #{case_id} — {case['priority'].upper()} — {case['status']}",
+        f"# Case #{case['id']} — {case['priority'].upper()} — {case['status']}",
         "",
         f"- Conversation: {case['conversation_id']}",
-        f"- Categories: {', '.join(json.loads(case['categories'] or '[]')) or '—'}",
+        f"- Categories: {', '.join(case['categories']) or '—'}",
         f"- Opened: {case['opened_at']}",
     ]
     if case["claimed_by"]:
@@ -59,24 +202,224 @@ def transcript_markdown(store: Store, case_id: int, actor: str) -> str:
     if case["duty_to_protect"]:
         lines.append("- DUTY-TO-PROTECT REVIEW")
     lines += ["", "## Messages", ""]
-    for message in store.messages(case["conversation_id"]):
-        who = "client" if message["direction"] == "in" else f"bot ({message['kind']})"
-        text = message["text"]
-        screening = screenings.get(message["id"])
-        flag = ""
-        if screening and screening["escalate"]:
-            text = _marked(text, json.loads(screening["signals"]))
-            flag = f" **[screen: {', '.join(json.loads(screening['categories'])) or 'review'}]**"
+    for m in record["messages"]:
+        screening = m.get("screening") or {}
+        text = _highlight(m["text"] or "", screening.get("highlight", []), "«", "»", str)
+        flag = f" **[screen: {', '.join(screening['categories']) or 'review'}]**" if screening.get("escalate") else ""
+        for label in m["labels"]:
+            flag += f" [{label['kind']}: {label['label']} by {label['actor']}]"
         body = text.replace("\n", "\n  > ")
-        lines.append(f"- `{message['created_at'][:19]}` {who}{flag}:\n  > {body}")
+        lines.append(f"- `{m['at'][:19]}` {_who(m)} (#{m['id']}){flag}:\n  > {body}")
     lines += ["", "## Case history", ""]
-    for event in store.case_events(case_id):
-        details = json.loads(event["details"] or "{}")
-        extra = f" — {details}" if details else ""
-        lines.append(f"- `{event['created_at'][:19]}` {event['event']} by {event['actor']}"
-                     f" ({event['priority'] or '—'}){extra}")
+    for e in record["history"]:
+        extra = f" — {json.dumps(e['details'], ensure_ascii=False)}" if e["details"] else ""
+        lines.append(f"- `{e['at'][:19]}` {e['event']} by {e['actor']} ({e['priority'] or '—'}){extra}")
     lines += ["", "## Alerts", ""]
-    for alert in store.alerts(case_id):
-        state = f"delivered {alert['delivered_at'][:19]}" if alert["delivered_at"] else "NOT delivered yet"
-        lines.append(f"- `{alert['created_at'][:19]}` {alert['priority']} ({alert['kind'] or 'alert'}): {state}")
+    for a in record["alerts"]:
+        state = f"delivered {a['delivered_at'][:19]}" if a["delivered_at"] else "NOT delivered yet"
+        lines.append(f"- `{a['at'][:19]}` {a['priority']} ({a['kind']}): {state}")
     return "\n".join(lines) + "\n"
+
+
+_CSS = """
+body{font:16px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:12px;
+background:#f6f7f9;color:#1b1f24;max-width:760px;margin:auto}
+h1{font-size:1.25em}h2{font-size:1.05em;margin-top:1.5em}
+.meta{background:#fff;border-radius:8px;padding:8px 12px}
+.msg{margin:8px 0;padding:8px 12px;border-radius:10px;background:#fff;white-space:pre-wrap;
+overflow-wrap:anywhere}
+.in{border-left:4px solid #3b6fd8}.out{border-left:4px solid #9aa3ad;background:#fbfbfc}
+.risk{border-left-color:#c62828}.clinician{border-left-color:#2e7d32}
+.when{color:#5f6b76;font-size:.8em}mark{background:#ffcdd2;color:#7f0000;font-weight:600}
+.flag{color:#c62828;font-weight:600;font-size:.85em}li{margin:4px 0}
+"""
+
+
+def render_html(record: dict[str, Any]) -> str:
+    """A self-contained page (no scripts, no external resources); all client text escaped."""
+    esc = lambda text: html.escape(str(text), quote=True)  # noqa: E731
+    case = record["case"]
+    meta = [
+        f"Conversation: {esc(case['conversation_id'])}",
+        f"Categories: {esc(', '.join(case['categories']) or '—')}",
+        f"Opened: {esc(case['opened_at'])}",
+    ]
+    if case["claimed_by"]:
+        meta.append(f"Claimed by {esc(case['claimed_by'])} at {esc(case['claimed_at'])}")
+    if case["resolved_by"]:
+        meta.append(f"Resolved by {esc(case['resolved_by'])} at {esc(case['resolved_at'])}: {esc(case['outcome'])}")
+    if case["duty_to_protect"]:
+        meta.append("<strong>DUTY-TO-PROTECT REVIEW</strong>")
+    body = [f"<h1>Case #{case['id']} — {esc(case['priority'].upper())} — {esc(case['status'])}</h1>",
+            '<div class="meta">' + "<br>".join(meta) + "</div>", "<h2>Messages</h2>"]
+    for m in record["messages"]:
+        screening = m.get("screening") or {}
+        risky = bool(screening.get("escalate"))
+        classes = ["msg", m["direction"]] + (["risk"] if risky else []) + (["clinician"] if m["kind"] == "clinician" else [])
+        text = _highlight(m["text"] or "", screening.get("highlight", []), "<mark>", "</mark>", esc)
+        flags = f' <span class="flag">screen: {esc(", ".join(screening["categories"]) or "review")}</span>' if risky else ""
+        for label in m["labels"]:
+            flags += f' <span class="flag">{esc(label["kind"])}: {esc(label["label"])}</span>'
+        body.append(f'<div class="{" ".join(classes)}"><div class="when">{esc(m["at"][:19])} · '
+                    f'{esc(_who(m))} · #{m["id"]}{flags}</div>{text}</div>')
+    body.append("<h2>Case history</h2><ul>")
+    for e in record["history"]:
+        details = f" — {esc(json.dumps(e['details'], ensure_ascii=False))}" if e["details"] else ""
+        body.append(f"<li>{esc(e['at'][:19])} <b>{esc(e['event'])}</b> by {esc(e['actor'])}{details}</li>")
+    body.append("</ul><h2>Alerts</h2><ul>")
+    for a in record["alerts"]:
+        state = f"delivered {esc(a['delivered_at'][:19])}" if a["delivered_at"] else "<b>not delivered yet</b>"
+        body.append(f"<li>{esc(a['at'][:19])} {esc(a['priority'])} ({esc(a['kind'])}): {state}</li>")
+    body.append("</ul>")
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+            f"<title>Case #{case['id']}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(body) + "</body></html>\n")
+
+
+def render(record: dict[str, Any], fmt: str) -> str:
+    if fmt == "md":
+        return render_markdown(record)
+    if fmt == "html":
+        return render_html(record)
+    if fmt == "json":
+        return json.dumps(record, ensure_ascii=False, indent=2) + "\n"
+    raise ReviewError("format must be md, html or json")
+
+
+def transcript_markdown(store: Store, case_id: int, actor: str) -> str:
+    """The case's conversation as Markdown (used by Telegram's /transcript); audited."""
+    return render_markdown(transcript(store, case_id, actor))
+
+
+# -- annotations and labels ---------------------------------------------------------------
+
+def _label_spec(spec: str, kind: str) -> tuple[int, str]:
+    """Parse ``MESSAGE_ID:CATEGORY`` (or a bare id for a false alarm)."""
+    message_text, _, label = spec.partition(":")
+    try:
+        message_id = int(message_text.lstrip("#"))
+    except ValueError as exc:
+        raise ReviewError(f"{spec!r}: expected MESSAGE_ID:CATEGORY, e.g. 14:self_harm") from exc
+    if kind == "false_alarm":
+        label = label or "none"
+    if label not in (*CATEGORIES, "none"):
+        raise ReviewError(f"{spec!r}: the category must be one of {', '.join(CATEGORIES)} or none")
+    return message_id, label
+
+
+def annotate(
+    store: Store,
+    case_id: int,
+    actor: str,
+    *,
+    outcome: str | None = None,
+    note: str | None = None,
+    missed: Iterable[str] = (),
+    false_alarms: Iterable[str] = (),
+    confirmed: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Record a clinician's judgement on a case and labels on its messages."""
+    case = store.case(case_id)
+    if case is None:
+        raise LookupError(f"there is no case #{case_id}")
+    specs = ([(_label_spec(s, "missed_risk"), "missed_risk") for s in missed]
+             + [(_label_spec(s, "false_alarm"), "false_alarm") for s in false_alarms]
+             + [(_label_spec(s, "confirmed"), "confirmed") for s in confirmed])
+    if not (outcome or note or specs):
+        raise ReviewError("nothing to record: give --outcome, --note or a label")
+    inbound = {m["id"] for m in store.messages(case["conversation_id"]) if m["direction"] == "in"}
+    for (message_id, _), _kind in specs:
+        if message_id not in inbound:
+            raise ReviewError(f"message #{message_id} is not a client message of case #{case_id}")
+    with store.db.atomic():
+        for (message_id, label), kind in specs:
+            store.db["labels"].insert({"message_id": message_id, "case_id": case_id, "label": label,
+                                       "kind": kind, "actor": actor, "created_at": now()})
+        details = {k: v for k, v in {"outcome": outcome, "note": note,
+                                     "labels": [[m, lab, k] for (m, lab), k in specs]}.items() if v}
+        store.transition_case(case_id, "annotated", actor, {}, details)
+        store.audit(actor, "annotate", f"case:{case_id}")
+    return store.case(case_id)
+
+
+def export_labels(store: Store, actor: str) -> list[dict[str, str]]:
+    """Clinician-labelled messages as ``triage eval`` rows: {"text", "label"} (latest label wins)."""
+    store.audit(actor, "export-labels", "labels")
+    rows = store.db.query(
+        "select m.id, m.text, l.label, l.kind from labels l join messages m on m.id = l.message_id"
+        " order by l.id")
+    latest: dict[int, dict[str, str]] = {}
+    for row in rows:
+        latest[row["id"]] = {"text": row["text"], "label": row["label"], "kind": row["kind"]}
+    return list(latest.values())
+
+
+# -- retention and audit ------------------------------------------------------------------
+
+_AGE = re.compile(r"^(\d+)\s*([dw])$")
+
+
+def parse_age(text: str) -> dt.timedelta:
+    match = _AGE.match(text.strip().lower())
+    if not match:
+        raise ReviewError(f"age must look like 90d or 12w, not {text!r}")
+    number, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(days=number * (7 if unit == "w" else 1))
+
+
+def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = False) -> dict[str, int]:
+    """Delete resolved cases older than the cut-off, with their conversations' records.
+
+    A conversation that still has an open or claimed case keeps all its messages. The
+    audit log is kept (it holds no message text) and gains an entry for the purge.
+    """
+    cutoff = (dt.datetime.now(dt.timezone.utc) - older_than).isoformat()
+    cases = list(store.db.query(
+        "select id, conversation_id from cases where status = 'resolved' and resolved_at < ?", [cutoff]))
+    conversations = {c["conversation_id"] for c in cases}
+    keep = {r["conversation_id"] for r in store.db.query(
+        "select conversation_id from cases where status != 'resolved' or resolved_at >= ?", [cutoff])}
+    drop = sorted(conversations - keep)
+    counts = {"cases": len(cases), "conversations": len(drop), "messages": 0}
+    if drop:
+        marks = ",".join("?" for _ in drop)
+        counts["messages"] = store.db.execute(
+            f"select count(*) from messages where conversation_id in ({marks})", drop).fetchone()[0]
+    if dry_run:
+        return counts
+    case_ids = [c["id"] for c in cases]
+    with store.db.atomic():
+        if case_ids:
+            cm = ",".join("?" for _ in case_ids)
+            for table in ("case_events", "alerts", "labels"):
+                store.db.execute(f"delete from {table} where case_id in ({cm})", case_ids)
+            store.db.execute(f"delete from cases where id in ({cm})", case_ids)
+        if drop:
+            marks = ",".join("?" for _ in drop)
+            msg_ids = f"select id from messages where conversation_id in ({marks})"
+            store.db.execute(f"delete from labels where message_id in ({msg_ids})", drop)
+            store.db.execute(f"delete from screenings where message_id in ({msg_ids})", drop)
+            store.db.execute(f"delete from messages where conversation_id in ({marks})", drop)
+            store.db.execute(f"delete from conversations where id in ({marks})", drop)
+            chats = [c.split(":", 1)[1] for c in drop if c.startswith("telegram:")]
+            for chat in chats:  # raw updates carry the text too
+                store.db.execute(
+                    "delete from updates where status = 'done' and"
+                    " (json_extract(raw, '$.message.chat.id') = ?"
+                    " or json_extract(raw, '$.edited_message.chat.id') = ?)", [int(chat), int(chat)])
+        store.audit(actor, "purge", json.dumps({"older_than_days": older_than.days, **counts}))
+    return counts
+
+
+def audit_entries(store: Store, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+    where, params = [], []
+    if actor:
+        where.append("actor = ?")
+        params.append(actor)
+    if since:
+        where.append("created_at >= ?")
+        params.append(_date(since))
+    sql = "select * from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id"
+    return list(store.db.query(sql, params))

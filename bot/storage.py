@@ -148,6 +148,27 @@ def m002_telegram(db: Database) -> None:
     db["messages"].add_column("relay_message_id", int)  # the staff-side copy during takeover
 
 
+@migrations()
+def m003_review(db: Database) -> None:
+    """Clinicians' judgements: case annotations and labels on single messages."""
+    db["labels"].create(
+        {
+            "id": int,
+            "message_id": int,
+            "case_id": int,
+            "label": str,  # one of the screening categories, or "none"
+            "kind": str,  # "missed_risk" | "false_alarm" | "confirmed"
+            "actor": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+    )
+    db["labels"].create_index(["message_id"])
+    db["audit_log"].create_index(["created_at"])
+    db["cases"].create_index(["opened_at"])
+
+
 def now() -> str:
     """The current UTC time as an ISO 8601 string with microseconds."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
@@ -481,6 +502,26 @@ class Store:
 
     def set_takeover(self, conversation_id: str, clinician: str | None) -> None:
         self.db["conversations"].update(conversation_id, {"takeover_by": clinician})
+
+    def replay_case(self, case_id: int) -> dict[str, Any]:
+        """Rebuild a case's state from its event history alone (the audit of the cases row)."""
+        state: dict[str, Any] = {"status": None, "priority": None, "claimed_by": None,
+                                 "resolved_by": None, "outcome": None, "categories": set()}
+        for event in self.case_events(case_id):
+            details = json.loads(event["details"] or "{}")
+            kind = event["event"]
+            if kind == "opened":
+                state["status"] = "open"
+            if kind in ("opened", "raised", "signal") and event["priority"]:
+                state["priority"] = event["priority"]
+                state["categories"] |= set(details.get("categories") or [])
+            elif kind in ("claimed", "takeover") and state["status"] == "open":
+                state.update(status="claimed", claimed_by=event["actor"])
+            elif kind == "resolved":
+                state.update(status="resolved", resolved_by=event["actor"], outcome=details.get("outcome"))
+                state["claimed_by"] = state["claimed_by"] or event["actor"]
+        state["categories"] = sorted(state["categories"])
+        return state
 
     def case_events(self, case_id: int) -> list[dict[str, Any]]:
         return list(self.db["case_events"].rows_where("case_id = ?", [case_id], order_by="id"))
