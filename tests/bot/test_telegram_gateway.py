@@ -324,6 +324,6 @@ def test_update_is_not_acknowledged_until_stored(api, tmp_path, fake_screener, f
             assert api.sent(chat_id=CLIENT) == []  # and nothing acted on it
             await until(lambda: api.sent(chat_id=STAFF), timeout=15)
             await until(lambda: api.acked_offset > update["update_id"])
-            assert store.update_done(update["update_id"])
+            await until(lambda: store.update_done(update["update_id"]))
 
     asyncio.run(scenario())
