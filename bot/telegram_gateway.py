@@ -90,7 +90,14 @@ class TelegramSink:
 class TelegramGateway:
     """Build and run the Telegram side of the assistant."""
 
-    def __init__(self, settings: Settings, store: Store, screener: Any, rasa: RasaClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        screener: Any,
+        rasa: RasaClient,
+        rate_limiter: AIORateLimiter | None = None,
+    ) -> None:
         if not settings.staff_chat_id:
             raise ValueError("TRIAGE_STAFF_CHAT_ID is required with a Telegram token")
         self.settings = settings
@@ -101,7 +108,9 @@ class TelegramGateway:
             ApplicationBuilder()
             .token(settings.telegram_token)
             .base_url(settings.telegram_base_url)
-            .rate_limiter(AIORateLimiter(max_retries=0))  # the Sender retries
+            # Telegram's own limits (about 30 messages a second, 20 a minute per group); the
+            # Sender retries whatever is still pushed back.
+            .rate_limiter(rate_limiter or AIORateLimiter(max_retries=0))
             .updater(None)  # we poll ourselves, so nothing is acknowledged before it is stored
             .build()
         )

@@ -51,7 +51,7 @@ async def running(settings, screener, rasa, store=None):
     async with gateway.app:
         gateway.sender.start()
         gateway.outbox.start()
-        poller = asyncio.create_task(gateway.poll(timeout=0))
+        poller = asyncio.create_task(gateway.poll(timeout=1))
         try:
             yield gateway
         finally:

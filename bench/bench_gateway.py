@@ -1,0 +1,214 @@
+"""Benchmark the whole gateway: fake Bot API over loopback HTTP → gateway → real Rasa.
+
+    .venv/bin/python bench/bench_gateway.py            # starts Rasa + actions itself
+    .venv/bin/python bench/bench_gateway.py --rasa-url http://127.0.0.1:5005
+
+Prints, and writes to bench/results/gateway.txt:
+- turn latency (update in → first reply sent) at 1, 10 and 50 concurrent conversations,
+  median and p99;
+- for risky messages, time to the hotline card and to the staff alert, median and p99;
+- sustained throughput: a burst of messages over 50 chats, messages per second handled end
+  to end, with a loss check (every update stored once, every chat answered, every risky
+  message alerted, no reply to the wrong chat).
+
+The fake Bot API runs in a thread of this process (it shares the interpreter with the
+gateway); Rasa and the action server are separate processes, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
+
+from fake_bot_api import FakeBotApi, text_update  # noqa: E402
+from telegram.ext import AIORateLimiter  # noqa: E402
+
+from bot.rasa_client import RasaClient  # noqa: E402
+from bot.screening import get_screener  # noqa: E402
+from bot.servers import RasaStack  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from bot.storage import Store  # noqa: E402
+from bot.telegram_gateway import TelegramGateway  # noqa: E402
+
+STAFF = -100777
+BENIGN = [
+    "hi", "hello there", "what can you do", "I had a long day at work", "are you a bot?",
+    "thanks", "can you tell me the clinic's hours", "I feel a bit anxious about my appointment",
+    "my sleep has been bad lately", "ok", "bye for now", "how does this work",
+]
+RISKY = [
+    "I want to kill myself", "I've been saving up my pills", "I'm going to hurt my boss tomorrow",
+    "my dad hits me when he's drunk", "my friend says she wants to end it all",
+    "I bought a gun last week and I think about using it on myself",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> str:
+    return f"median {statistics.median(values) * 1000:7.1f} ms   p99 {pct(values, 0.99) * 1000:7.1f} ms   (n={len(values)})"
+
+
+async def wait_until(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark step timed out")
+        await asyncio.sleep(0.002)
+
+
+class Bench:
+    def __init__(self, api: FakeBotApi, store: Store) -> None:
+        self.api = api
+        self.store = store
+        self.next_chat = 10_000
+
+    def sends_to(self, chat: int) -> list:
+        return [c for c in self.api.calls if c.method == "sendMessage" and str(c.params.get("chat_id")) == str(chat)]
+
+    async def conversation(self, turns: int, latencies: list[float]) -> None:
+        self.next_chat += 1
+        chat = self.next_chat
+        for _ in range(turns):
+            before = len(self.sends_to(chat))
+            start = time.monotonic()
+            self.api.push(text_update(chat, random.choice(BENIGN)))
+            await wait_until(lambda: len(self.sends_to(chat)) > before)
+            latencies.append(self.sends_to(chat)[before].at - start)
+            await wait_until(lambda: self.store.db.execute(
+                "select count(*) from updates where status = 'pending'").fetchone()[0] == 0)
+
+    async def concurrent(self, conversations: int, turns: int) -> list[float]:
+        latencies: list[float] = []
+        await asyncio.gather(*(self.conversation(turns, latencies) for _ in range(conversations)))
+        return latencies
+
+    async def risky(self, count: int) -> tuple[list[float], list[float]]:
+        cards, alerts = [], []
+        for _ in range(count):
+            self.next_chat += 1
+            chat = self.next_chat
+            staff_before = len(self.sends_to(STAFF))
+            start = time.monotonic()
+            self.api.push(text_update(chat, random.choice(RISKY)))
+            await wait_until(lambda: self.sends_to(chat) and len(self.sends_to(STAFF)) > staff_before)
+            cards.append(self.sends_to(chat)[0].at - start)
+            alerts.append(self.sends_to(STAFF)[staff_before].at - start)
+        return cards, alerts
+
+    async def throughput(self, chats: int, per_chat: int, risky_share: float) -> dict:
+        base = self.next_chat + 1
+        self.next_chat += chats
+        risky_expected = 0
+        start = time.monotonic()
+        pushed = []
+        for i in range(per_chat):
+            for c in range(chats):
+                risky = random.random() < risky_share
+                risky_expected += risky
+                pushed.append(self.api.push(text_update(base + c, random.choice(RISKY if risky else BENIGN))))
+        ids = [u["update_id"] for u in pushed]
+        await wait_until(lambda: self.store.db.execute(
+            f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
+        ).fetchone()[0] == len(ids), timeout=600)
+        elapsed = time.monotonic() - start
+        stored = self.store.db.execute(
+            f"select count(*), count(distinct update_id) from messages where update_id between {min(ids)} and {max(ids)}"
+        ).fetchone()
+        screened_positive = self.store.db.execute(
+            f"select count(*) from screenings s join messages m on m.id = s.message_id"
+            f" where s.escalate = 1 and m.update_id between {min(ids)} and {max(ids)}").fetchone()[0]
+        alerted = self.store.db.execute(
+            f"select count(distinct a.message_id) from alerts a join messages m on m.id = a.message_id"
+            f" where m.update_id between {min(ids)} and {max(ids)}").fetchone()[0]
+        answered = sum(1 for c in range(chats) if self.sends_to(base + c))
+        return {"messages": len(ids), "seconds": elapsed, "per_second": len(ids) / elapsed,
+                "stored": stored[0], "stored_distinct": stored[1], "chats_answered": answered,
+                "chats": chats, "positives": screened_positive, "alerted": alerted,
+                "risky_sent": risky_expected}
+
+
+async def run(rasa_url: str, quick: bool) -> str:
+    with FakeBotApi() as api, tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings({
+            "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
+            "TRIAGE_STAFF_CHAT_ID": str(STAFF), "TRIAGE_CLINICIANS": "1",
+            "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url,
+        }, clinic_file=None)
+        store = Store(settings.db_path)
+        rasa = RasaClient(rasa_url, timeout=30)
+        # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the
+        # fake API has no caps and the benchmark measures this machine, so they are lifted.
+        unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
+        gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
+        bench = Bench(api, store)
+        lines = []
+        async with gateway.app:
+            gateway.sender.start()
+            gateway.outbox.start()
+            poller = asyncio.create_task(gateway.poll(timeout=1))
+            try:
+                await bench.concurrent(2, 2)  # warm-up
+                for conversations in (1, 10, 50):
+                    turns = 3 if quick else (20 if conversations == 1 else 5)
+                    lat = await bench.concurrent(conversations, turns)
+                    lines.append(f"turn latency, {conversations:>2} concurrent conversations: {summary(lat)}")
+                cards, alerts = await bench.risky(10 if quick else 40)
+                lines.append(f"risky message → hotline card:                  {summary(cards)}")
+                lines.append(f"risky message → staff alert:                   {summary(alerts)}")
+                t = await bench.throughput(50, 4 if quick else 40, 0.2)
+                lines.append(
+                    f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
+                    f" = {t['per_second']:.1f} messages/s")
+                lines.append(
+                    f"  loss check: stored {t['stored']} ({t['stored_distinct']} distinct update ids),"
+                    f" chats answered {t['chats_answered']}/{t['chats']},"
+                    f" positive screens {t['positives']} (risky messages sent {t['risky_sent']}),"
+                    f" alerted {t['alerted']}")
+            finally:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
+                await gateway.drain()
+                await gateway.outbox.stop()
+                await gateway.sender.stop()
+                await rasa.close()
+        return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rasa-url", help="use a running Rasa server instead of starting one")
+    parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.txt"))
+    args = parser.parse_args()
+    random.seed(7)
+    header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
+              f" Python {sys.version.split()[0]}")
+    if args.rasa_url:
+        body = asyncio.run(run(args.rasa_url, args.quick))
+    else:
+        with RasaStack() as stack:
+            body = asyncio.run(run(stack.rasa_url, args.quick))
+    report = header + "\n" + body + "\n"
+    print(report, end="")
+    if not args.quick:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report)
+
+
+if __name__ == "__main__":
+    main()
