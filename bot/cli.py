@@ -82,6 +82,36 @@ async def _gateway_until_signal(settings: Settings, stack: RasaStack) -> int:
     return await run_console(settings, stack, stop=stop)
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    """Run only the gateway, against Rasa already running at TRIAGE_RASA_URL.
+
+    Example: ``TRIAGE_RASA_URL=http://127.0.0.1:5005 triage gateway`` (Telegram with a token,
+    else console mode).
+    """
+    from bot.servers import rasa_is_up
+
+    settings = load_settings()
+    if not rasa_is_up(settings.rasa_url):
+        sys.stderr.write(f"triage gateway: no Rasa server answers at {settings.rasa_url}"
+                         " (start it, or use `triage up`)\n")
+        return 1
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if settings.telegram_token:
+            from bot.telegram_gateway import run_telegram
+
+            return await run_telegram(settings, settings.rasa_url, stop)
+        from bot.console import run_console
+
+        return await run_console(settings, None, stop=stop)
+
+    return asyncio.run(main())
+
+
 def cmd_screen(args: argparse.Namespace) -> int:
     """Screen stdin, one message (or JSON object with "text") a line; print JSON Lines.
 
@@ -286,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start Rasa, the action server and the gateway",
                        description=cmd_up.__doc__)
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("gateway", help="run only the gateway against a running Rasa",
+                       description=cmd_gateway.__doc__)
+    p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("screen", help="screen messages from stdin, JSON Lines out",
                        description=cmd_screen.__doc__)

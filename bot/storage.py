@@ -208,6 +208,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- conversations and messages ------------------------------------------------------
 
     def ensure_conversation(self, conversation_id: str, channel: str, region: str | None) -> bool:

@@ -64,3 +64,12 @@ def test_locked_database_refuses_to_store(tmp_path):
     finally:
         other.execute("rollback")
         other.close()
+
+
+def test_full_disk_is_a_clear_storage_error(tmp_path):
+    store = Store(tmp_path / "t.db")
+    pages = store.db.execute("pragma page_count").fetchone()[0]
+    store.db.execute(f"pragma max_page_count = {pages + 1}")  # the file cannot grow: a full disk
+    with pytest.raises(StorageError, match="full"):
+        for i in range(200):
+            store.store_inbound("c:1", "console", "x" * 2000, update_id=i)
