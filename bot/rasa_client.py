@@ -8,6 +8,7 @@ every leading slash (after any white space, which Rasa strips first) before forw
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,11 @@ class RasaReply:
 class RasaClient:
     """Send client messages to Rasa's REST webhook."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        token = token or os.environ.get("TRIAGE_RASA_TOKEN")
+        self._auth = {"token": token} if token else {}  # for Rasa's HTTP API, not the webhook
         self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
 
     async def close(self) -> None:
@@ -67,7 +70,7 @@ class RasaClient:
         try:
             response = await self._client.get(
                 f"{self.base_url}/conversations/{sender}/tracker",
-                params={"include_events": "NONE"},
+                params={"include_events": "NONE", **self._auth},
             )
             response.raise_for_status()
             loop = (response.json().get("active_loop") or {}).get("name")
@@ -87,6 +90,7 @@ class RasaClient:
             response = await self._client.post(
                 f"{self.base_url}/conversations/{sender}/trigger_intent",
                 json={"name": name, "entities": entities},
+                params=self._auth,
             )
             response.raise_for_status()
             items = response.json().get("messages") or []
@@ -98,7 +102,9 @@ class RasaClient:
         """Restart the conversation in Rasa (the gateway's decision, e.g. on /stop)."""
         try:
             response = await self._client.post(
-                f"{self.base_url}/conversations/{sender}/tracker/events", json={"event": "restart"}
+                f"{self.base_url}/conversations/{sender}/tracker/events",
+                json={"event": "restart"},
+                params=self._auth,
             )
             response.raise_for_status()
         except httpx.HTTPError as exc:
@@ -107,7 +113,7 @@ class RasaClient:
     async def ready(self) -> bool:
         """True when Rasa answers and has a model loaded."""
         try:
-            response = await self._client.get(f"{self.base_url}/status", timeout=2.0)
+            response = await self._client.get(f"{self.base_url}/status", params=self._auth, timeout=2.0)
             return response.status_code == 200 and bool(response.json().get("model_id"))
         except (httpx.HTTPError, ValueError):
             return False

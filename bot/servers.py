@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from bot import CONFIG_DIR, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
+TOKEN_VAR = "TRIAGE_RASA_TOKEN"
 MODELS_DIR = PROJECT_ROOT / "models"
 LOG_DIR = PROJECT_ROOT / "var" / "log"
 STARTUP_TIMEOUT = 300.0
@@ -145,6 +147,10 @@ class RasaStack:
         self.model = model
         self.startup_timeout = startup_timeout
         self.rasa_url = f"http://127.0.0.1:{self.rasa_port}"
+        # Rasa's HTTP API (tracker, trigger_intent) is protected by a token; processes started
+        # from here (tests, simulate) inherit it through the environment.
+        self.token = os.environ.get(TOKEN_VAR) or secrets.token_urlsafe(24)
+        os.environ[TOKEN_VAR] = self.token
         self.action_url = f"http://127.0.0.1:{self.action_port}"
         python = sys.executable
         self.children = [
@@ -162,8 +168,9 @@ class RasaStack:
                     "--model", "MODEL",
                     "--endpoints", str(CONFIG_DIR / "endpoints.yml"),
                     "--credentials", str(CONFIG_DIR / "credentials.yml"),
+                    "--auth-token", self.token,
                 ],
-                f"{self.rasa_url}/status",
+                f"{self.rasa_url}/status?token={self.token}",
                 log_dir / f"rasa-{self.rasa_port}.log",
             ),
         ]
@@ -232,10 +239,15 @@ class RasaStack:
 
 
 def rasa_is_up(url: str) -> bool:
-    """True when a Rasa server with a loaded model answers at ``url``."""
+    """True when a Rasa server with a loaded model answers at ``url`` (with our token)."""
     try:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
-            response = client.get(f"{url.rstrip('/')}/status")
+            response = client.get(f"{url.rstrip('/')}/status", params=_token_params())
             return response.status_code == 200 and bool(response.json().get("model_id"))
     except (httpx.HTTPError, ValueError):
         return False
+
+
+def _token_params() -> dict[str, str]:
+    token = os.environ.get(TOKEN_VAR)
+    return {"token": token} if token else {}

@@ -37,7 +37,7 @@ def chat(rasa_stack, store, fake_screener, sink):
 
 def tracker(rasa_stack, conversation_id: str) -> dict:
     url = f"{rasa_stack.rasa_url}/conversations/{conversation_id}/tracker"
-    return httpx.get(url, timeout=30, trust_env=False).json()
+    return httpx.get(url, params={"token": rasa_stack.token}, timeout=30, trust_env=False).json()
 
 
 def texts(events) -> str:
@@ -103,3 +103,8 @@ def test_out_of_scope_is_answered_honestly(chat):
 def test_goodbye(chat):
     chat("hello")
     assert "Take care" in texts(chat("bye"))
+
+
+def test_rasa_http_api_refuses_calls_without_the_token(rasa_stack):
+    url = f"{rasa_stack.rasa_url}/conversations/anyone/tracker"
+    assert httpx.get(url, timeout=30, trust_env=False).status_code == 401

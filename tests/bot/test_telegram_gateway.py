@@ -327,3 +327,21 @@ def test_update_is_not_acknowledged_until_stored(api, tmp_path, fake_screener, f
             await until(lambda: store.update_done(update["update_id"]))
 
     asyncio.run(scenario())
+
+
+def test_no_log_line_at_info_or_above_has_message_text_or_token(api, tmp_path, fake_screener, fake_rasa, caplog):
+    import logging
+
+    settings = settings_for(api, tmp_path / "t.db")
+    api.fail("sendMessage", 500, 1)
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa):
+            api.push(text_update(CLIENT, "RISK secret-words-xyz"))
+            await until(lambda: api.sent(chat_id=STAFF) and len(api.sent(chat_id=CLIENT)) >= 2)
+
+    asyncio.run(scenario())
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert loud  # something was logged (the 500 push-back), so the check means something
+    assert not [line for line in loud if "secret-words-xyz" in line or "TEST-TOKEN" in line]
