@@ -14,12 +14,31 @@ from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 
+#: Flow state belongs to one session: a new session may run the ASQ (or the intake) again.
+PER_SESSION_PREFIXES = ("asq_", "hto_", "sg_", "co_", "sp_", "phq2_", "gad2_", "intake_", "callback_")
+PER_SESSION_SLOTS = frozenset(
+    {
+        "session_started_metadata",
+        "requested_slot",
+        "completed_flows",
+        "flow",
+        "question_retries",
+        "safety_plan_offered",
+        "risk_category",
+        "risk_priority",
+        "consent_contact",
+    }
+)
+
+
 def carried_over_slots(tracker: Tracker) -> list[EventType]:
-    """Slot events to repeat at the start of a new session (everything but session metadata)."""
+    """Slot events to repeat at the start of a new session (not session metadata or flow state)."""
     return [
         SlotSet(key=name, value=value)
         for name, value in tracker.slots.items()
-        if name != "session_started_metadata" and value is not None
+        if name not in PER_SESSION_SLOTS
+        and not name.startswith(PER_SESSION_PREFIXES)
+        and value is not None
     ]
 
 
