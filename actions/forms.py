@@ -16,7 +16,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT, FormValidationAction
 
-from actions.flows_config import flows_config
+from bot.flows_config import flows_config
 from actions.helpers import (
     DECLINED,
     NO,

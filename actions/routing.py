@@ -19,7 +19,7 @@ from rasa_sdk.forms import REQUESTED_SLOT
 
 from actions.asq import ASQ_SLOTS, FACT_LABELS as ASQ_LABELS
 from actions.concerned_other import CO_SLOTS, FACT_LABELS as CO_LABELS
-from actions.flows_config import flows_config
+from bot.flows_config import flows_config
 from actions.forms import reset_events
 from actions.harm_to_others import FACT_LABELS as HTO_LABELS, HTO_SLOTS
 from actions.helpers import (

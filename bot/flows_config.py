@@ -1,4 +1,7 @@
-"""The flows' tunables (``config/flows.yml``): clinic hours, time zone, question retries.
+"""The clinic's hours and the flows' tunables (``config/flows.yml``).
+
+Read by the Rasa actions (after-hours intake, question retries) and by the gateway's alert
+outbox (after hours, re-pages also go to the on-call clinician by direct message).
 
 Validated when loaded: an unknown key or a malformed value raises FlowsConfigError naming
 the file and the key, so the action server fails at start-up instead of mid-conversation.

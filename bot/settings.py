@@ -13,7 +13,6 @@ from typing import Any, Mapping
 import yaml
 
 from bot import CONFIG_DIR
-from bot.clinic_hours import ClinicHours, HoursError, parse_hours
 
 CLINIC_FILE = CONFIG_DIR / "clinic.yml"
 
@@ -33,8 +32,6 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_WEBHOOK_URL": ("webhook_url", None),
     "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
     "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
-    "TRIAGE_TIMEZONE": ("timezone", "UTC"),
-    "TRIAGE_CLINIC_HOURS": ("clinic_hours", "mon-fri 09:00-17:00"),
 }
 FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token", "webhook_secret"}
 
@@ -59,12 +56,6 @@ class Settings:
     webhook_url: str | None = None  # set → webhook mode instead of long polling
     webhook_secret: str | None = None
     webhook_port: int = 8443
-    timezone: str = "UTC"
-    clinic_hours: str = "mon-fri 09:00-17:00"
-
-    @property
-    def hours(self) -> ClinicHours:
-        return parse_hours(self.clinic_hours, self.timezone)
 
     def __repr__(self) -> str:  # never print the token
         shown = {k: v for k, v in self.__dict__.items() if k not in ("telegram_token", "webhook_secret")}
@@ -102,10 +93,6 @@ def load_settings(
             values[name] = kind(values[name])
         except (TypeError, ValueError) as exc:
             raise SettingsError(what) from exc
-    try:
-        parse_hours(str(values["clinic_hours"]), str(values["timezone"]))
-    except HoursError as exc:
-        raise SettingsError(f"clinic hours: {exc}") from exc
     if values["on_call"] is not None:
         values["on_call"] = str(values["on_call"])
     clinicians = values["clinicians"]

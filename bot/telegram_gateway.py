@@ -30,6 +30,7 @@ from telegram.ext import (
 
 from bot import cases
 from bot.escalation import Escalation
+from bot.flows_config import flows_config
 from bot.hotlines import hotline_card
 from bot.outbox import AlertOutbox, verify
 from bot.pipeline import Alert, Inbound, Pipeline, Reply, Turn
@@ -118,7 +119,7 @@ class TelegramGateway:
         self.outbox = AlertOutbox(
             store, self.sender, settings.staff_chat_id, self.secret,
             repage_minutes=settings.repage_minutes, on_call=settings.on_call,
-            after_hours=settings.hours.after_hours,
+            after_hours=flows_config().is_after_hours,
         )
         self.pipeline = Pipeline(store, screener, rasa, TelegramSink(self), settings.region)
         self._turns: dict[int, Turn] = {}

@@ -10,7 +10,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.events import ActiveLoop
 
-from actions.flows_config import FlowsConfig
+from bot.flows_config import FlowsConfig
 from actions.routing import ActionRoute, ActionStopFlow
 
 

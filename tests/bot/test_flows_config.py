@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from actions.flows_config import FLOWS_FILE, FlowsConfigError, load_flows_config
+from bot.flows_config import FLOWS_FILE, FlowsConfigError, load_flows_config
 
 UTC = dt.timezone.utc
 

@@ -278,11 +278,11 @@ def test_takeover_relays_both_ways_and_release_hands_back(api, tmp_path, fake_sc
 
 
 def test_unclaimed_case_is_repaged_and_resumes_after_restart(api, tmp_path, fake_screener, fake_rasa):
-    settings = settings_for(api, tmp_path / "t.db", TRIAGE_REPAGE_MINUTES="0.01", TRIAGE_ON_CALL="777",
-                            TRIAGE_CLINIC_HOURS="mon 00:00-00:01")  # after hours nearly always
+    settings = settings_for(api, tmp_path / "t.db", TRIAGE_REPAGE_MINUTES="0.01", TRIAGE_ON_CALL="777")
 
     async def first_run():
         async with running(settings, fake_screener, fake_rasa) as gw:
+            gw.outbox.after_hours = lambda: True  # the clinic is closed: the on-call gets a DM
             api.push(text_update(CLIENT, "RISK"))
             await until(lambda: api.sent(chat_id=STAFF))
             gw.outbox.tick = 0.1
@@ -290,6 +290,7 @@ def test_unclaimed_case_is_repaged_and_resumes_after_restart(api, tmp_path, fake
 
     async def second_run():  # a restarted gateway carries on re-paging the unclaimed case
         async with running(settings, fake_screener, fake_rasa) as gw:
+            gw.outbox.after_hours = lambda: False  # open hours: the group only
             gw.outbox.tick = 0.1
             await until(lambda: [m for m in api.sent(chat_id=STAFF) if "RE-PAGE 2" in m["text"]], timeout=15)
 
@@ -299,7 +300,8 @@ def test_unclaimed_case_is_repaged_and_resumes_after_restart(api, tmp_path, fake
     assert len(fake_rasa.calls) == rasa_calls  # nothing handled twice after the restart
     repage = next(m for m in api.sent(chat_id=STAFF) if "RE-PAGE 1" in m["text"])
     assert "777" in repage["text"] and "UNCLAIMED" in repage["text"]
-    assert any("RE-PAGE" in m["text"] for m in api.sent(chat_id=777))  # the on-call DM
+    dms = [m["text"] for m in api.sent(chat_id=777)]
+    assert any("RE-PAGE 1" in t for t in dms) and not any("RE-PAGE 2" in t for t in dms)
 
 
 def test_update_is_not_acknowledged_until_stored(api, tmp_path, fake_screener, fake_rasa):
