@@ -8,12 +8,14 @@ How a message is screened (see docs/screening.md):
 1. :func:`bot.normalise.normalise` folds look-alikes, leetspeak, curly quotes, zero-width
    characters and letter runs, keeping an offset map to the original text;
 2. the normalised text is tokenised with ``spacy.blank("en")`` (no tokenizer exceptions, so
-   ``don't`` and ``gonna`` stay one token) and one ``Matcher`` runs the risk patterns of
-   ``config/screening/patterns/*.jsonl`` and the context rules of
-   ``config/screening/context_rules.jsonl``;
+   ``don't`` and ``gonna`` stay one token); each risk pattern of
+   ``config/screening/patterns/*.jsonl`` has its own small ``Matcher``, run only when the
+   message holds one of the pattern's anchor words; the context rules of
+   ``config/screening/context_rules.jsonl`` run (PhraseMatcher for literals, a Matcher for
+   token patterns) only when some risk pattern matched;
 3. :class:`bot.context.ConText` decides, per risk match, the flags negated / hypothetical /
    historical / figurative / reported / retracted / imminent and the experiencer;
-4. a self-harm, harm-to-others or lethal-means match about another person becomes
+4. a self-harm or harm-to-others match about another person becomes
    ``third_party_concern``; a signal escalates unless negated, hypothetical, figurative,
    reported (news, lyrics, fiction) or about another person's past.
 """
@@ -29,7 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import spacy
-from spacy.matcher import Matcher
+from spacy.lang.en.stop_words import STOP_WORDS
+from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 
 from bot.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
@@ -50,8 +53,9 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
 PRIORITIES = ("routine", "urgent", "imminent")
 #: Categories whose signal about another person is a concern for that person (CLINICAL.md,
-#: "Concerned other").
-_THIRD_PARTY_FROM = frozenset({"self_harm", "harm_to_others", "lethal_means"})
+#: "Concerned other"). Lethal means stay lethal means whoever holds them: access in the
+#: writer's surroundings is what safety planning step 6 is about.
+_THIRD_PARTY_FROM = frozenset({"self_harm", "harm_to_others"})
 
 _TOKEN_KEYS = frozenset({
     "ORTH", "TEXT", "LOWER", "NORM", "LENGTH", "IS_ALPHA", "IS_ASCII", "IS_DIGIT", "IS_LOWER",
@@ -208,10 +212,15 @@ class _Compiler:
         if normal != word:
             raise ScreeningConfigError(
                 f"{where}: word {word!r} never matches: the normaliser turns it into {normal!r}")
-        tokens = [t.text for t in self.nlp.tokenizer(word)]
-        if len(tokens) != 1:
+        # A clitic ("'s") is checked in context: "it's" is tokenised "it", "'s".
+        probe = "it" + word if word.startswith("'") else word
+        tokens = [t.text for t in self.nlp.tokenizer(probe)]
+        if word.startswith("'") and tokens[:1] == ["it"]:
+            tokens = tokens[1:]
+        if tokens != [word]:
             raise ScreeningConfigError(
-                f"{where}: word {word!r} is {len(tokens)} tokens {tokens}; use a token pattern instead")
+                f"{where}: word {word!r} is not one token (the tokenizer gives {tokens}); "
+                "use a token pattern instead")
 
     def token_pattern(self, where: str, pattern: Any) -> list[dict[str, Any]]:
         """Validate a token pattern and expand ``LEX`` references."""
@@ -256,11 +265,38 @@ class _Compiler:
         return [{"LOWER": t.text} for t in self.nlp.tokenizer(normal) if not t.is_space]
 
     def add(self, matcher: Matcher, key: str, where: str, pattern: list[dict[str, Any]]) -> None:
-        """Add a pattern to the matcher, re-raising spaCy's validation error with file:line."""
+        """Add a pattern to the matcher, re-raising spaCy's validation error with file:line.
+
+        A first token ``{"LOWER": {"IN": [...]}}`` is expanded into one pattern per word: the
+        Matcher checks single values in compiled code but calls back into Python for a set.
+        """
+        variants = [pattern]
+        first = pattern[0]
+        if set(first) == {"LOWER"} and isinstance(first["LOWER"], dict) and set(first["LOWER"]) == {"IN"}:
+            variants = [[{"LOWER": word}, *pattern[1:]] for word in first["LOWER"]["IN"]]
         try:
-            matcher.add(key, [pattern])
+            matcher.add(key, variants)
         except Exception as exc:  # spaCy raises several types for a bad pattern
             raise ScreeningConfigError(f"{where}: invalid token pattern: {exc}".splitlines()[0]) from exc
+
+    @staticmethod
+    def anchors(pattern: list[dict[str, Any]]) -> frozenset[str] | None:
+        """Return words of which every match must contain one (the smallest required set)."""
+        best: frozenset[str] | None = None
+        best_score = (0, 0)
+        for tok in pattern:
+            op = tok.get("OP", "")
+            required = op in ("", "+") or re.match(r"\{[1-9]", op) is not None
+            if not required:
+                continue
+            value = tok.get("LOWER")
+            words = {value} if isinstance(value, str) else set(value.get("IN", ())) if isinstance(value, dict) else None
+            if not words:
+                continue
+            score = (sum(w in STOP_WORDS for w in words), len(words))
+            if best is None or score < best_score:
+                best, best_score = frozenset(words), score
+        return best
 
 
 def _make_nlp() -> Any:
@@ -281,7 +317,14 @@ class Screener:
             config_dir = CONFIG_DIR / "screening"
         self.config_dir = Path(config_dir)
         self.nlp = _make_nlp()
-        self.matcher = Matcher(self.nlp.vocab, validate=True)
+        # One small Matcher per risk pattern, run only when the message contains one of the
+        # pattern's anchor words (a word every match must contain): most patterns are skipped
+        # for most messages. Literal context rules go to a PhraseMatcher, the rest to a Matcher.
+        self._target_matchers: list[Matcher] = []
+        self._anchor_index: dict[str, list[int]] = {}
+        self._unanchored: list[int] = []
+        self.context_matcher = Matcher(self.nlp.vocab, validate=True)
+        self.phrase_matcher = PhraseMatcher(self.nlp.vocab, attr="LOWER")
         compiler = _Compiler(self.nlp)
         lexicons = self.config_dir / "lexicons.jsonl"
         if lexicons.exists():
@@ -324,7 +367,15 @@ class Screener:
                         raise ScreeningConfigError(f"{where}: {key!r} must be a string")
                 pattern = compiler.token_pattern(where, obj["pattern"])
                 key = f"T{len(self._patterns)}"
-                compiler.add(self.matcher, key, where, pattern)
+                matcher = Matcher(self.nlp.vocab, validate=True)
+                compiler.add(matcher, key, where, pattern)
+                index = len(self._target_matchers)
+                self._target_matchers.append(matcher)
+                anchors = compiler.anchors(pattern)
+                if anchors is None:
+                    self._unanchored.append(index)
+                for word in anchors or ():
+                    self._anchor_index.setdefault(word, []).append(index)
                 self._patterns[self.nlp.vocab.strings[key]] = _PatternSpec(pid, category, imminent, experiencer, subsumes)
 
     def _load_rules(self, compiler: _Compiler) -> None:
@@ -353,14 +404,15 @@ class Screener:
                 raise ScreeningConfigError(f"{where}: 'unless_self' must be true or false")
             allowed = frozenset(_str_list(where, "allowed_types", obj.get("allowed_types", list(CATEGORIES)), CATEGORIES))
             terminated_by = frozenset(_str_list(where, "terminated_by", obj.get("terminated_by", []), CONTEXT_CATEGORIES))
+            key = f"C{len(self._rules)}"
             if "literal" in obj:
                 pattern = compiler.literal_pattern(where, obj["literal"])
                 label = obj["literal"]
+                self.phrase_matcher.add(key, [self.nlp.tokenizer(" ".join(t["LOWER"] for t in pattern))])
             else:
                 pattern = compiler.token_pattern(where, obj["pattern"])
                 label = f"line {number}"
-            key = f"C{len(self._rules)}"
-            compiler.add(self.matcher, key, where, pattern)
+                compiler.add(self.context_matcher, key, where, pattern)
             self._rules[self.nlp.vocab.strings[key]] = ContextRule(
                 category=category, direction=direction, max_scope=max_scope, scope=scope,
                 allowed_types=allowed, terminated_by=terminated_by, unless_self=unless_self, label=str(label),
@@ -383,16 +435,19 @@ class Screener:
         if not normal.strip():
             return ScreeningResult(text=text)
         doc = self.nlp.tokenizer(normal)
-        targets: list[tuple[Span, _PatternSpec]] = []
-        modifiers: list[tuple[Span, ContextRule]] = []
-        for match_id, start, end in self.matcher(doc):
-            spec = self._patterns.get(match_id)
-            if spec is not None:
-                targets.append((Span(start, end), spec))
-            else:
-                modifiers.append((Span(start, end), self._rules[match_id]))
+        candidates = set(self._unanchored)
+        index = self._anchor_index
+        for word in {t.lower_ for t in doc}:
+            if word in index:
+                candidates.update(index[word])
+        targets = [(Span(start, end), self._patterns[match_id])
+                   for i in sorted(candidates)
+                   for match_id, start, end in self._target_matchers[i](doc)]
         if not targets:
             return ScreeningResult(text=text)
+        modifiers = [(Span(start, end), self._rules[match_id])
+                     for matcher in (self.phrase_matcher, self.context_matcher)
+                     for match_id, start, end in matcher(doc)]
         targets = _dedupe_targets(targets)
         sentences = _sentence_ids(doc)
         self.context.prepare(modifiers, sentences)
@@ -434,21 +489,35 @@ class Screener:
 
 
 def _dedupe_targets(targets: list[tuple[Span, _PatternSpec]]) -> list[tuple[Span, _PatternSpec]]:
-    """Keep the longest match where matches of one category overlap; apply ``subsumes``."""
+    """Keep the longest match where matches of one category overlap; apply ``subsumes``.
+
+    A shorter overlapping match marked imminent passes its imminence to the match kept.
+    Linear in the number of matches (token occupancy), so long messages stay fast.
+    """
     targets.sort(key=lambda t: (-(t[0].end - t[0].start), t[0].start))
+    owner: dict[str, dict[int, int]] = {}
+    subsumed: dict[str, dict[int, int]] = {}
     kept: list[tuple[Span, _PatternSpec]] = []
     for span, spec in targets:
-        clash = False
-        for other, ospec in kept:
-            if span.overlaps(other) and (ospec.category == spec.category and
-                                         (spec.imminent <= ospec.imminent or other.contains(span))):
-                clash = True
-                break
-            if other.contains(span) and spec.category in ospec.subsumes:
-                clash = True
-                break
-        if not clash:
-            kept.append((span, spec))
+        taken = owner.setdefault(spec.category, {})
+        clash = next((taken[i] for i in range(span.start, span.end) if i in taken), None)
+        if clash is not None:
+            if spec.imminent and not kept[clash][1].imminent:
+                other, ospec = kept[clash]
+                kept[clash] = (other, _PatternSpec(ospec.id, ospec.category, True, ospec.experiencer, ospec.subsumes))
+            continue
+        cover = subsumed.get(spec.category, {})
+        first, last = cover.get(span.start), cover.get(span.end - 1)
+        if first is not None and first == last:
+            continue
+        index = len(kept)
+        kept.append((span, spec))
+        for i in range(span.start, span.end):
+            taken[i] = index
+        for category in spec.subsumes:
+            marks = subsumed.setdefault(category, {})
+            for i in range(span.start, span.end):
+                marks.setdefault(i, index)
     return kept
 
 

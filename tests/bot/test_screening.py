@@ -1,0 +1,261 @@
+"""Tests for bot.screening: the case table, context behaviour, robustness and config errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot import CONFIG_DIR
+from bot.screening import (
+    CATEGORIES,
+    Screener,
+    ScreeningConfigError,
+    ScreeningResult,
+    Signal,
+    get_screener,
+)
+
+CASES = yaml.safe_load((Path(__file__).parent.parent / "data" / "screening_cases.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def screener() -> Screener:
+    """Return the shared screener loaded from config/screening."""
+    return get_screener()
+
+
+def _categories(screener: Screener, text: str) -> list[str]:
+    """Return the escalating categories for a text."""
+    return screener.screen(text).categories
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["text"][:40] for c in CASES])
+def test_screening_case(screener, case):
+    result = screener.screen(case["text"])
+    assert result.categories == case["categories"], case["why"]
+    assert result.escalate == bool(case["categories"])
+    if "priority" in case:
+        assert result.priority == case["priority"], case["why"]
+    if case.get("retracted"):
+        assert any(s.retracted for s in result.signals), case["why"]
+
+
+def test_case_table_covers_every_category():
+    seen = {c for case in CASES for c in case["categories"]}
+    assert seen == set(CATEGORIES)
+    assert sum(1 for case in CASES if not case["categories"]) >= 20
+
+
+def test_purchase_of_handgun_escalates_with_lethal_means(screener):
+    result = screener.screen("I am looking to purchase a new handgun.")
+    assert result.escalate and "lethal_means" in result.categories
+    assert result.priority == "urgent"
+
+
+def test_traffic_idiom_does_not_escalate(screener):
+    result = screener.screen("this traffic is killing me")
+    assert not result.escalate and result.priority is None and result.categories == []
+
+
+def test_negated_ideation_does_not_escalate_but_keeps_the_signal(screener):
+    result = screener.screen("I would never kill myself")
+    assert not result.escalate
+    assert [s.negated for s in result.signals] == [True]
+    assert result.signals[0].cue == "kill myself"
+
+
+def test_negation_in_another_clause_does_not_hide_a_disclosure(screener):
+    assert _categories(screener, "I'm not okay and I want to die") == ["self_harm"]
+    assert _categories(screener, "I don't know why but I want to kill myself") == ["self_harm"]
+
+
+def test_question_about_the_topic_is_hypothetical(screener):
+    result = screener.screen("what should I do if someone is suicidal?")
+    assert not result.escalate
+    assert result.signals and all(s.hypothetical for s in result.signals)
+
+
+def test_first_person_question_is_a_disclosure(screener):
+    assert _categories(screener, "is it bad that I want to die?") == ["self_harm"]
+
+
+def test_figurative_match_is_flagged_figurative(screener):
+    result = screener.screen("I'm going to shoot him a text")
+    assert not result.escalate
+    assert all(s.figurative for s in result.signals)
+
+
+def test_retraction_still_escalates_and_is_flagged(screener):
+    result = screener.screen("I want to die. jk lol")
+    assert result.escalate and result.categories == ["self_harm"]
+    assert all(s.retracted for s in result.signals)
+
+
+def test_asking_for_a_friend_after_disclosure_escalates(screener):
+    result = screener.screen("I want to kill myself. Asking for a friend")
+    assert result.categories == ["self_harm"]
+    assert result.signals[0].experiencer == "self"
+
+
+def test_concern_for_another_person_is_third_party_and_routine(screener):
+    result = screener.screen("my friend said she wants to end it")
+    assert result.categories == ["third_party_concern"]
+    assert result.priority == "routine"
+    assert result.signals[0].experiencer == "other"
+
+
+def test_another_persons_past_does_not_escalate(screener):
+    result = screener.screen("my uncle killed himself years ago")
+    assert not result.escalate
+    assert result.signals[0].historical and result.signals[0].experiencer == "other"
+
+
+def test_being_told_to_kys_is_being_harmed_not_self_harm(screener):
+    assert _categories(screener, "people at school keep telling me to kys") == ["being_harmed"]
+
+
+def test_emoji_alone_does_not_escalate_but_with_context_does(screener):
+    assert _categories(screener, "💊") == []
+    assert _categories(screener, "💊💊💊 tonight") == ["lethal_means"]
+
+
+def test_overdose_taken_is_imminent(screener):
+    assert screener.screen("i just took 40 advil").priority == "imminent"
+
+
+def test_plan_with_tonight_is_imminent_and_without_is_urgent(screener):
+    assert screener.screen("I'm going to kill myself tonight").priority == "imminent"
+    assert screener.screen("I'm going to kill myself").priority == "urgent"
+
+
+def test_cue_offsets_point_into_the_original_text(screener):
+    text = "ok so… I’m gonna k\u200b1ll   mys3lf"
+    result = screener.screen(text)
+    assert result.escalate
+    signal = result.signals[0]
+    assert text[signal.start:signal.end] == signal.cue
+    assert signal.cue.startswith("k\u200b1ll") and signal.cue.endswith("mys3lf")
+
+
+def test_to_dict_follows_the_contract(screener):
+    data = screener.screen("kms").to_dict()
+    assert set(data) == {"text", "escalate", "categories", "signals", "priority"}
+    signal = data["signals"][0]
+    for key in ("category", "cue", "start", "end", "negated", "hypothetical", "experiencer",
+                "historical", "figurative", "imminent", "retracted"):
+        assert key in signal
+    json.dumps(data)
+
+
+def test_result_categories_follow_category_order(screener):
+    result = screener.screen("my dad hits me and I want to kill myself")
+    assert result.categories == [c for c in CATEGORIES if c in result.categories]
+    assert set(result.categories) == {"self_harm", "being_harmed"}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\x00\x01\x02", "🙂🙂🙂", "שלום עולם \u202e", "a" * 100_000,
+                                  "kill myself " * 5_000, "\ud800", "\n\n\n"])
+def test_screen_never_raises_on_odd_input(screener, text):
+    result = screener._screen(text)  # the unguarded path: a defect must surface here
+    assert isinstance(result, ScreeningResult)
+    for s in result.signals:
+        assert text[s.start:s.end] == s.cue
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(), max_size=300)
+       | st.lists(st.sampled_from(["kill", "myself", "i", "want", "to", "die", "not", "my", "friend", "💊",
+                                   "tonight", "jk", "\u200b", "k1ll", "’", "?", ".", "never", "he", "gun"]),
+                  max_size=30).map(" ".join))
+def test_screen_is_total_and_offsets_match_cues(screener, text):
+    result = screener._screen(text)
+    assert result.escalate == bool(result.categories)
+    assert set(result.categories) <= set(CATEGORIES)
+    for s in result.signals:
+        assert isinstance(s, Signal)
+        assert 0 <= s.start < s.end <= len(text)
+        assert text[s.start:s.end] == s.cue
+
+
+# --- configuration validation -------------------------------------------------------------
+
+@pytest.fixture()
+def config_copy(tmp_path: Path) -> Path:
+    """Return a writable copy of config/screening."""
+    target = tmp_path / "screening"
+    shutil.copytree(CONFIG_DIR / "screening", target)
+    return target
+
+
+def _append(path: Path, line: str) -> int:
+    """Append a line and return its line number."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines.append(line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
+def test_unknown_pattern_key_names_file_and_line(config_copy):
+    path = config_copy / "patterns" / "self_harm.jsonl"
+    number = _append(path, json.dumps({"id": "x", "category": "self_harm", "pattern": [{"LOWER": "x"}], "colour": 1}))
+    with pytest.raises(ScreeningConfigError, match=rf"self_harm\.jsonl:{number}: unknown key"):
+        Screener(config_copy)
+
+
+def test_unknown_category_is_rejected(config_copy):
+    path = config_copy / "patterns" / "self_harm.jsonl"
+    number = _append(path, json.dumps({"id": "x", "category": "sadness", "pattern": [{"LOWER": "x"}]}))
+    with pytest.raises(ScreeningConfigError, match=rf":{number}: unknown category 'sadness'"):
+        Screener(config_copy)
+
+
+def test_bad_json_names_file_and_line(config_copy):
+    number = _append(config_copy / "context_rules.jsonl", '{"category": "PSEUDO", "literal": ')
+    with pytest.raises(ScreeningConfigError, match=rf"context_rules\.jsonl:{number}: bad JSON"):
+        Screener(config_copy)
+
+
+def test_unknown_context_direction_is_rejected(config_copy):
+    number = _append(config_copy / "context_rules.jsonl",
+                     json.dumps({"category": "NEGATED_EXISTENCE", "literal": "nah", "direction": "sideways"}))
+    with pytest.raises(ScreeningConfigError, match=rf":{number}: unknown direction 'sideways'"):
+        Screener(config_copy)
+
+
+def test_unknown_token_attribute_is_rejected(config_copy):
+    path = config_copy / "patterns" / "lethal_means.jsonl"
+    number = _append(path, json.dumps({"id": "x", "category": "lethal_means", "pattern": [{"LOWR": "gun"}]}))
+    with pytest.raises(ScreeningConfigError, match=rf":{number}: token 0: unknown key"):
+        Screener(config_copy)
+
+
+def test_unknown_lexicon_reference_is_rejected(config_copy):
+    path = config_copy / "patterns" / "lethal_means.jsonl"
+    number = _append(path, json.dumps({"id": "x", "category": "lethal_means", "pattern": [{"LEX": "NOPE"}]}))
+    with pytest.raises(ScreeningConfigError, match=rf":{number}: token 0: 'LEX' has unknown value"):
+        Screener(config_copy)
+
+
+def test_lexicon_word_that_can_never_match_is_rejected(config_copy):
+    number = _append(config_copy / "lexicons.jsonl", json.dumps({"name": "LEET", "words": ["k1ll"]}))
+    with pytest.raises(ScreeningConfigError, match=rf"lexicons\.jsonl:{number}: word 'k1ll' never matches"):
+        Screener(config_copy)
+
+
+def test_duplicate_pattern_id_is_rejected(config_copy):
+    path = config_copy / "patterns" / "self_harm.jsonl"
+    number = _append(path, json.dumps({"id": "sh_kms", "category": "self_harm", "pattern": [{"LOWER": "x"}]}))
+    with pytest.raises(ScreeningConfigError, match=rf":{number}: 'id' must be a unique"):
+        Screener(config_copy)
+
+
+def test_every_data_file_cites_its_clinical_source():
+    for path in sorted((CONFIG_DIR / "screening").rglob("*.jsonl")):
+        head = path.read_text(encoding="utf-8")[:2000]
+        assert "CLINICAL.md" in head, path
