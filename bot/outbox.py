@@ -175,7 +175,7 @@ class AlertOutbox:
                 f"is still UNCLAIMED after {waited} min.{who}\n"
                 f"Categories: {case['categories']}. Press Claim, or send /claim {case['id']}."
             )
-            with self.store.db.atomic():
+            with self.store.write():
                 self.store.db["cases"].update(case["id"], {"pages": pages, "last_paged_at": now()})
                 alert_id = self.store.record_alert(case["id"], case["priority"], [], text, None)
                 self.store.db["alerts"].update(alert_id, {"kind": "repage"})

@@ -333,7 +333,7 @@ def annotate(
     for (message_id, _), _kind in specs:
         if message_id not in inbound:
             raise ReviewError(f"message #{message_id} is not a client message of case #{case_id}")
-    with store.db.atomic():
+    with store.write():
         for (message_id, label), kind in specs:
             store.db["labels"].insert({"message_id": message_id, "case_id": case_id, "label": label,
                                        "kind": kind, "actor": actor, "created_at": now()})
@@ -390,7 +390,7 @@ def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = Fa
     if dry_run:
         return counts
     case_ids = [c["id"] for c in cases]
-    with store.db.atomic():
+    with store.write():
         if case_ids:
             cm = ",".join("?" for _ in case_ids)
             for table in ("case_events", "alerts", "labels"):

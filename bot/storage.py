@@ -7,12 +7,13 @@ invariant 5), idempotently on Telegram's ``update_id``. Case state changes are a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database, Migrations
 
@@ -199,14 +200,41 @@ class Store:
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
-                self.db.enable_wal()
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.enable_wal()
                 self.db.execute("PRAGMA synchronous = NORMAL")
-            migrations.apply(self.db)
+            # Opening a database another process is writing must not write: migrate only when
+            # something is pending (the gateway and `triage cases` share one file).
+            if migrations.pending(self.db):
+                with self.write():
+                    migrations.apply(self.db)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the database at {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Database]:
+        """A write transaction that takes the write lock up front (BEGIN IMMEDIATE).
+
+        A deferred transaction that reads and then writes can fail at once with "database is
+        locked" when another process wrote in between (WAL snapshots); taking the lock first
+        makes it wait for the busy time-out instead. Nested use becomes a savepoint.
+        """
+        if self.db.conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
 
     def __enter__(self) -> "Store":
         return self
@@ -249,7 +277,7 @@ class Store:
     ) -> StoredInbound:
         """Store an inbound message durably; idempotent on ``update_id``."""
         try:
-            with self.db.atomic():
+            with self.write():
                 if update_id is not None:
                     row = self.db.execute(
                         "select id from messages where update_id = ?", [update_id]
@@ -316,7 +344,7 @@ class Store:
         """Write raw updates in one transaction; an update seen before is left as it is."""
         stamp = now()
         try:
-            with self.db.atomic():
+            with self.write():
                 self.db["updates"].insert_all(
                     (
                         {"update_id": u["update_id"], "raw": json.dumps(u, ensure_ascii=False),
@@ -416,7 +444,7 @@ class Store:
         if priority not in PRIORITY_RANK:
             raise ValueError(f"unknown priority {priority!r}")
         stamp = now()
-        with self.db.atomic():
+        with self.write():
             current = self.open_case(conversation_id)
             if current is None:
                 table = self.db["cases"]
@@ -474,7 +502,7 @@ class Store:
         self, conversation_id: str, plan: dict[str, Any], message_id: int | None
     ) -> int:
         """Save a Stanley-Brown safety plan on the conversation's case (opening one if none)."""
-        with self.db.atomic():
+        with self.write():
             case = self.open_case(conversation_id)
             if case is None:
                 case, _ = self.open_or_raise_case(
@@ -488,7 +516,7 @@ class Store:
         self, case_id: int, event: str, actor: str, changes: dict[str, Any], details: dict[str, Any]
     ) -> dict[str, Any]:
         """Apply a clinician's change to a case and append the event, in one transaction."""
-        with self.db.atomic():
+        with self.write():
             self.db["cases"].update(case_id, {**changes, "updated_at": now()})
             self._case_event(case_id, event, actor, self.case(case_id)["priority"], details, None)
         return self.case(case_id)

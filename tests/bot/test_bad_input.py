@@ -86,3 +86,31 @@ def test_100k_characters_in_simulate(rasa_stack, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert len([e for e in events if e["type"] == "reply"]) >= 2
+
+
+def test_console_positive_gets_card_and_alert_with_rasa_stopped(tmp_path):
+    from bot.servers import free_port
+
+    settings = load_settings({"TRIAGE_DB": str(tmp_path / "c.db"),
+                              "TRIAGE_RASA_URL": f"http://127.0.0.1:{free_port()}",
+                              "TRIAGE_RASA_TIMEOUT": "2"}, clinic_file=None)
+    out = io.StringIO()
+    asyncio.run(run_console(settings, None, stdin=io.StringIO("I want to kill myself\n"), out=out))
+    printed = out.getvalue()
+    card, alert, failsafe = printed.index("988"), printed.index("CLINICIAN ALERT"), printed.index("can't reply properly")
+    assert card < alert < failsafe  # all in the same turn, without Rasa
+
+
+def test_simulate_positive_gets_card_and_alert_with_rasa_stopped(tmp_path):
+    from bot.servers import free_port
+    from bot.simulate import parse_script, run_script
+
+    settings = load_settings({"TRIAGE_DB": str(tmp_path / "s.db"), "TRIAGE_RASA_TIMEOUT": "2"}, clinic_file=None)
+    out = io.StringIO()
+    script = parse_script([json.dumps({"chat": "dana", "text": "I took 30 tylenol an hour ago", "region": "UK"})])
+    asyncio.run(run_script(script, settings, f"http://127.0.0.1:{free_port()}", out))
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert events[0]["type"] == "reply" and "116 123" in events[0]["text"]
+    assert events[1]["type"] == "alert" and events[1]["priority"] == "imminent"
+    assert "lethal_means" in events[1]["categories"] or "self_harm" in events[1]["categories"]
+    assert events[2]["type"] == "reply" and "can't reply properly" in events[2]["text"]

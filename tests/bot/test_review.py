@@ -154,3 +154,23 @@ def test_review_commands_from_the_cli(filled, tmp_path):
     assert triage(db, "purge", "--older-than", "soon").returncode == 2
     audit = json.loads(triage(db, "audit", "--json").stdout)
     assert ("dr_cli", "transcript", "case:1") in [(r["actor"], r["action"], r["target"]) for r in audit]
+
+
+@pytest.mark.rasa
+def test_after_a_risky_simulation_cases_transcript_and_audit_show_it(rasa_stack, tmp_path):
+    db = tmp_path / "sim.db"
+    script = tmp_path / "risky.jsonl"
+    script.write_text("".join(json.dumps(line) + "\n" for line in [
+        {"chat": "erin", "text": "hi"},
+        {"chat": "erin", "text": "I've been saving my pills, I want to kill myself"},
+    ]))
+    env = dict(os.environ, TRIAGE_RASA_URL=rasa_stack.rasa_url, TRIAGE_DB=str(db))
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "simulate", str(script)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (case,) = json.loads(triage(db, "cases", "--json").stdout)
+    assert case["priority"] in ("urgent", "imminent") and "self_harm" in case["categories"]
+    page = triage(db, "transcript", str(case["id"]), "--format", "html", "--actor", "dr_review").stdout
+    assert "<mark>" in page and "hi" in page and "saving my pills" in page
+    audit = triage(db, "audit").stdout
+    assert "dr_review" in audit and f"case:{case['id']}" in audit

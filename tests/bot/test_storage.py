@@ -73,3 +73,26 @@ def test_full_disk_is_a_clear_storage_error(tmp_path):
     with pytest.raises(StorageError, match="full"):
         for i in range(200):
             store.store_inbound("c:1", "console", "x" * 2000, update_id=i)
+
+
+def test_a_reader_can_open_the_database_while_another_process_writes(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "busy.db"
+    Store(path).close()
+    writer = multiprocessing.get_context("spawn").Process(target=_write_a_lot, args=(str(path),))
+    writer.start()
+    try:
+        for _ in range(60):  # what `triage cases` does while the gateway runs
+            with Store(path) as store:
+                store.db.execute("select count(*) from messages").fetchone()
+                store.audit("cli:test", "list", "cases")
+    finally:
+        writer.join(60)
+    assert writer.exitcode == 0
+
+
+def _write_a_lot(path: str) -> None:
+    with Store(path) as store:
+        for i in range(300):
+            store.store_inbound(f"c:{i % 7}", "console", "hello", update_id=i)

@@ -347,3 +347,89 @@ def test_no_log_line_at_info_or_above_has_message_text_or_token(api, tmp_path, f
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert loud  # something was logged (the 500 push-back), so the check means something
     assert not [line for line in loud if "secret-words-xyz" in line or "TEST-TOKEN" in line]
+
+
+def test_done_when_real_screen_pages_within_one_second(api, tmp_path, fake_rasa):
+    from bot.screening import get_screener
+
+    settings = settings_for(api, tmp_path / "t.db")
+    screener = get_screener()
+
+    async def scenario():
+        async with running(settings, screener, fake_rasa):
+            started = time.monotonic()
+            api.push(text_update(CLIENT, "I want to kill myself"))
+            card = await until(lambda: [m for m in api.sent(chat_id=CLIENT) if "116 123" in m["text"]])
+            alert = await until(lambda: api.sent(chat_id=STAFF))
+            return card, alert, time.monotonic() - started
+
+    card, alert, elapsed = asyncio.run(scenario())
+    assert elapsed < 1.0, f"{elapsed:.2f} s"
+    assert "case #1" in alert[0]["text"] and "self_harm" in alert[0]["text"]
+    assert alert[0]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Claim"
+
+
+def test_start_help_and_stop(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "/start"))
+            await until(lambda: fake_rasa.calls)
+            api.push(text_update(CLIENT, "/help"))
+            await until(lambda: len(api.sent(chat_id=CLIENT)) >= 3)
+            api.push(text_update(CLIENT + 5, "/stop"))  # no case open
+            await until(lambda: api.sent(chat_id=CLIENT + 5))
+            api.push(text_update(CLIENT, "RISK"))
+            await until(lambda: api.sent(chat_id=STAFF))
+            api.push(text_update(CLIENT, "/stop"))
+            await until(lambda: len(api.sent(chat_id=STAFF)) >= 2)
+
+    asyncio.run(scenario())
+    assert fake_rasa.calls[0][1] == "hello"  # /start opens the dialogue (and its disclosure)
+    texts = [m["text"] for m in api.sent(chat_id=CLIENT)]
+    assert any("automated assistant" in t for t in texts) and any("116 123" in t for t in texts)
+    assert api.sent(chat_id=CLIENT + 5)[0]["text"].startswith("I've stopped")
+    assert len(api.sent(chat_id=CLIENT + 5)) == 1  # no case: no card, nobody paged
+    stop_alert = api.sent(chat_id=STAFF)[-1]["text"]
+    assert "/stop" in stop_alert and "URGENT" in stop_alert  # the case keeps its priority
+    assert any("/stop" in t or "stopped" in t for t in texts[-3:])
+
+
+def test_webhook_stores_before_answering_and_checks_the_secret(api, tmp_path, fake_screener, fake_rasa):
+    import httpx
+
+    from bot.servers import free_port
+    from bot.telegram_gateway import serve_webhook
+
+    port = free_port()
+    settings = settings_for(api, tmp_path / "t.db", TRIAGE_WEBHOOK_URL="https://clinic.example/telegram",
+                            TRIAGE_WEBHOOK_SECRET="s3cret", TRIAGE_WEBHOOK_PORT=str(port))
+    store = Store(settings.db_path)
+
+    async def scenario():
+        gateway = TelegramGateway(settings, store, fake_screener, fake_rasa)
+        stop = asyncio.Event()
+        async with gateway.app:
+            gateway.sender.start()
+            gateway.outbox.start()
+            server = asyncio.create_task(serve_webhook(gateway, stop))
+            await until(lambda: api.sent("setWebhook"))
+            async with httpx.AsyncClient(trust_env=False) as client:
+                url = f"http://127.0.0.1:{port}/telegram"
+                update = {"update_id": 501, **text_update(CLIENT, "RISK")}
+                forged = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "nope"})
+                ok = await client.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret"})
+                stored_when_answered = store.db["updates"].count
+            await until(lambda: api.sent(chat_id=STAFF))
+            stop.set()
+            await server
+            await gateway.drain()
+            await gateway.outbox.stop()
+            await gateway.sender.stop()
+        return forged.status_code, ok.status_code, stored_when_answered
+
+    forged, ok, stored = asyncio.run(scenario())
+    assert forged == 403 and ok == 200 and stored == 1
+    assert api.sent("setWebhook")[0]["secret_token"] == "s3cret"
