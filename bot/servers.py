@@ -149,7 +149,7 @@ class RasaStack:
         self.rasa_url = f"http://127.0.0.1:{self.rasa_port}"
         # Rasa's HTTP API (tracker, trigger_intent) is protected by a token; processes started
         # from here (tests, simulate) inherit it through the environment.
-        self.token = os.environ.get(TOKEN_VAR) or secrets.token_urlsafe(24)
+        self.token = os.environ.get(TOKEN_VAR) or secrets.token_hex(24)  # hex: never starts with "-"
         os.environ[TOKEN_VAR] = self.token
         self.action_url = f"http://127.0.0.1:{self.action_port}"
         python = sys.executable
@@ -168,7 +168,7 @@ class RasaStack:
                     "--model", "MODEL",
                     "--endpoints", str(CONFIG_DIR / "endpoints.yml"),
                     "--credentials", str(CONFIG_DIR / "credentials.yml"),
-                    "--auth-token", self.token,
+                    f"--auth-token={self.token}",
                 ],
                 f"{self.rasa_url}/status?token={self.token}",
                 log_dir / f"rasa-{self.rasa_port}.log",
