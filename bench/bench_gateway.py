@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project first: tests/bot must not shadow bot
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
 from fake_bot_api import FakeBotApi, text_update  # noqa: E402
