@@ -61,6 +61,13 @@ def positive(value: Any) -> bool:
     return value is not None and value != NO
 
 
+# "Nobody in particular" answers the target question with a no, whatever intent the NLU
+# gives it; a named relation in the same answer ("no one but my brother") still counts.
+_NO_TARGET = re.compile(
+    r"^\W*(?:no[\s-]?one|nobody|noone|not (?:any|some)one|no(?:body)? (?:specific|particular)|"
+    r"no specific (?:one|person)|no one specific|not a specific person)\b", re.IGNORECASE)
+
+
 def target_identifiable(value: Any) -> bool:
     """An identifiable target — or a refusal to say, which a clinician must review too."""
     return positive(value)
@@ -87,8 +94,9 @@ class ValidateHarmToOthersForm(ScriptedFormValidation):
     def interpret(self, slot: str, tracker: Tracker) -> Any:
         if slot == "hto_target":
             answer = yes_no(tracker)
-            if answer == NO:
-                return NO  # "no one in particular"
+            text = (tracker.latest_message or {}).get("text") or ""
+            if answer == NO or (_NO_TARGET.search(text) and not latest_entities(tracker, "relation")):
+                return NO  # "no one in particular": decided on the words, not the NLU's guess
             if answer == YES:
                 return "yes (did not say who)"
             relation = latest_entities(tracker, "relation")
