@@ -2,34 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
-from rasa_sdk.executor import CollectingDispatcher
 
+from action_trackers import answer_tracker, result_tracker, run
 from actions.safeguarding import ActionSafeguardingResult, ValidateSafeguardingForm
-
-
-def answer_tracker(form, requested, text, intent, slots=None, entities=None, region="US"):
-    """The tracker a form's validation sees right after the client answered ``requested``."""
-    message = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "entities": entities or [],
-               "metadata": {"region": region}}
-    return Tracker("console:t", {"requested_slot": requested, **(slots or {})}, message,
-                   [{"event": "action", "name": "action_listen"}, {"event": "user", "text": text}],
-                   False, None, {"name": form}, "action_listen")
-
-
-def result_tracker(slots, region="US"):
-    message = {"text": "x", "intent": {"name": "inform"}, "entities": [], "metadata": {"region": region}}
-    return Tracker("console:t", slots, message, [], False, None, {}, "action_listen")
-
-
-def run(action, tracker):
-    dispatcher = CollectingDispatcher()
-    events = asyncio.run(action.run(dispatcher, tracker, {}))
-    return dispatcher.messages, events
 
 
 FORM = "safeguarding_form"
