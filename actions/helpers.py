@@ -72,22 +72,8 @@ CATEGORY_FLOW = {
 }
 SCREEN_INTENT = "EXTERNAL_screen_positive"
 
-YES, NO, DECLINED = "yes", "no", "declined"
-
-# Exact button payloads and the commonest short answers are read without the NLU, so a
-# misclassified "Yes" can never turn into something else. Everything else uses the intent.
-_YES_WORDS = {"yes", "y", "yeah", "yep", "yup", "ya", "yes i have", "i have", "i do", "yes i do", "sometimes"}
-_NO_WORDS = {"no", "n", "nope", "nah", "no i haven't", "i haven't", "i don't", "no i don't", "never"}
-_REFUSE_WORDS = {
-    "i'd rather not say", "id rather not say", "rather not say", "i'd rather not answer",
-    "not sure", "unsure", "dunno", "idk", "i don't know", "i dont know", "pass", "skip",
-}
-
-
-def normalise_answer(text: str | None) -> str:
-    """Lower-case, straighten curly apostrophes, collapse spaces, strip end punctuation."""
-    text = (text or "").replace("\u2019", "'").replace("\u2018", "'").lower()
-    return " ".join(text.split()).strip(" .!?,")
+from bot.answers import DECLINED, NO, NO_WORDS as _NO_WORDS, REFUSE_WORDS as _REFUSE_WORDS, YES  # noqa: E402
+from bot.answers import YES_WORDS as _YES_WORDS, normalise_answer  # noqa: E402,F401
 
 
 def is_plain_answer(text: str | None) -> bool:

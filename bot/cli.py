@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from bot.settings import Settings, SettingsError, load_settings
@@ -140,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     Example: ``triage eval tests/data/dev_set.jsonl --json``
     """
-    from bot.evaluation import evaluate, format_report, load_labelled
+    from bot.screening.evaluation import evaluate, format_report, load_labelled
     from bot.screening import get_screener
 
     try:
@@ -153,6 +154,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     else:
         sys.stdout.write(format_report(report) + "\n")
+    return 0
+
+
+def cmd_train_screener(args: argparse.Namespace) -> int:
+    """Rebuild the screen's model head from the corpus and the label files; write the model card.
+
+    Example: ``triage train-screener --corpus ../shared/corpus/public.jsonl --out config/screening/model``
+    """
+    from bot.screening.data import LabelError
+    from bot.screening.training import train
+
+    for name in ("corpus", "guard"):
+        if not Path(getattr(args, name)).is_file():
+            sys.stderr.write(f"triage train-screener: --{name} {getattr(args, name)}: no such file\n")
+            return 2
+    if not Path(args.labels).is_dir():
+        sys.stderr.write(f"triage train-screener: --labels {args.labels}: no such folder\n")
+        return 2
+    try:
+        train(Path(args.corpus), Path(args.labels), Path(args.out), Path(args.guard),
+              external_path=Path(args.external) if args.external else None,
+              cache_path=None if args.no_cache else Path(args.cache),
+              echo=lambda line: sys.stdout.write(line + "\n"))
+    except LabelError as exc:
+        sys.stderr.write(f"triage train-screener: {exc}\n")
+        return 2
     return 0
 
 
@@ -330,6 +357,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="JSON Lines with 'text' and 'label'")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-screener", help="rebuild the screen's model from the corpus and labels",
+                       description=cmd_train_screener.__doc__)
+    p.add_argument("--corpus", default="../shared/corpus/public.jsonl", help="the public corpus (JSON Lines)")
+    p.add_argument("--labels", default="data/screening/labels", help="folder of stance label files")
+    p.add_argument("--external", default="var/external.jsonl",
+                   help="texts of the external rows (scripts/rebuild_external.py); skipped when absent")
+    p.add_argument("--guard", default="../shared/corpus/heldout-shingles.txt", help="held-out shingles")
+    p.add_argument("--out", default="config/screening/model", help="where head.json and the card go")
+    p.add_argument("--cache", default="var/screener-embeddings.npz", help="embedding cache (owner-only)")
+    p.add_argument("--no-cache", action="store_true", help="embed every row again")
+    p.set_defaults(func=cmd_train_screener)
 
     p = sub.add_parser("simulate", help="run a JSON Lines chat script through the full pipeline",
                        description=cmd_simulate.__doc__)

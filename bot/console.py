@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import TextIO
 
-from bot.pipeline import Alert, Inbound, Pipeline, Reply
+from bot.pipeline import Alert, Inbound, Pipeline, Reply, Review
 from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack
@@ -42,6 +42,10 @@ class ConsoleSink:
         self.out.write(ALERT_RULE + "\n\n")
         self.out.flush()
         return True
+
+    async def review(self, event: Review) -> None:
+        self.out.write(f"\n[review · case #{event.case} · not paged] {', '.join(event.categories)}: {event.text}\n\n")
+        self.out.flush()
 
     async def relay(self, inbound, clinician: str, message_id: int) -> None:
         self.out.write(f"(relayed to clinician {clinician})\n")

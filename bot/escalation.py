@@ -27,7 +27,7 @@ class Escalation:
     evidence: list[str] = field(default_factory=list)  # message excerpts with the cue marked
     facts: dict[str, Any] = field(default_factory=dict)
     duty_to_protect: bool = False
-    source: str = "screen"  # "screen" | "rasa" | "failsafe"
+    source: str = "screen"  # "screen" | "rasa" | "ask" | "failsafe"
 
 
 @dataclass
@@ -122,6 +122,26 @@ def escalate(
     categories = sorted(set(escalation.categories))
     alert_id = store.record_alert(case["id"], case["priority"], categories, text, message_id)
     return AlertRecord(alert_id, case["id"], case["priority"], categories, text, opened)
+
+
+def record_review(
+    store: Store,
+    conversation_id: str,
+    categories: list[str],
+    reason: str,
+    evidence: list[str],
+    message_id: int | None,
+) -> int:
+    """The *ask* tier's entry on the case queue: a routine case that pages nobody; its id."""
+    case, _ = store.open_or_raise_case(
+        conversation_id,
+        "routine",
+        categories,
+        details={"reason": reason, "source": "ask", "categories": categories, "evidence": evidence},
+        message_id=message_id,
+        page=False,
+    )
+    return int(case["id"])
 
 
 def from_payload(payload: dict[str, Any]) -> Escalation:

@@ -163,7 +163,7 @@ class AlertOutbox:
     def schedule_repages(self) -> None:
         """Queue a more prominent page for every open case nobody has claimed in time."""
         cutoff = dt.datetime.now(dt.timezone.utc) - self.repage_after
-        for case in self.store.cases_by_status(["open"]):
+        for case in self.store.paged_open_cases():
             last = _parse(case["last_paged_at"] or case["opened_at"])
             if last > cutoff:
                 continue

@@ -1,8 +1,10 @@
 """The gateway pipeline for one inbound message, shared by console, simulate and Telegram.
 
-    store raw (idempotent on update_id) → screen → if positive: hotline card + alert + case
+    store raw (idempotent on update_id) → screen → tier
+      page: hotline card + alert + case;  ask: card + one direct question + non-paging case entry
+    → an answer to that question: yes / refusal → page; no → thanks; unclear → asked again
     → forward to Rasa (leading "/" neutralised, screening as metadata, with a time-out)
-    → map Rasa's replies (text, buttons, {"escalate": ...} payloads) → store every outbound
+    → map Rasa's replies (text, buttons, {"escalate": ...} and {"ask": ...} payloads) → store
 
 The screen and the escalation never wait on Rasa, so a positive screen reaches the client
 and the clinicians even when Rasa is down, slow, or failing (ARCHITECTURE.md invariant 2).
@@ -15,7 +17,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.escalation import AlertRecord, Escalation, escalate, evidence_from_screening, from_payload
+from bot.answers import DECLINED, NO, YES, read_answer
+from bot.ask import ask_config
+from bot.escalation import (
+    AlertRecord,
+    Escalation,
+    escalate,
+    evidence_from_screening,
+    from_payload,
+    mark_cue,
+    record_review,
+)
 from bot.hotlines import hotline_card
 from bot.rasa_client import RasaClient, RasaReply, RasaUnavailable, neutralise
 from bot.storage import Store
@@ -88,7 +100,21 @@ class Alert:
         }
 
 
-Event = Reply | Alert
+@dataclass
+class Review:
+    """A non-paging entry on the case queue: the screen's *ask* tier."""
+
+    chat: str
+    case: int
+    categories: list[str]
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "review", "chat": self.chat, "case": self.case,
+                "categories": self.categories, "text": self.text}
+
+
+Event = Reply | Alert | Review
 
 
 class Sink(Protocol):
@@ -98,6 +124,10 @@ class Sink(Protocol):
 
     async def alert(self, event: Alert) -> bool:
         """Deliver or queue an alert; return True only if it was delivered to clinicians."""
+        ...
+
+    async def review(self, event: Review) -> None:
+        """Show a non-paging queue entry (the *ask* tier); it must not page anyone."""
         ...
 
     async def relay(self, inbound: Inbound, clinician: str, message_id: int) -> None:
@@ -184,6 +214,13 @@ class Pipeline:
                 ))
             turn.card_sent = True
             await asyncio.gather(*steps)
+        elif screening.get("tier") == "ask" and not stored.duplicate:
+            if self.store.ask_state(inbound.conversation_id) is None:
+                await turn.ask(screening.get("ask_categories") or ["self_harm"],
+                               screening.get("reason") or "The screen is unsure about this message.",
+                               evidence=[f"{', '.join(screening.get('ask_categories') or [])}: "
+                                         f"{mark_cue(inbound.text, 0, len(inbound.text))}"])
+                turn.converse = False  # the question is this turn's reply
         return turn
 
     async def converse(self, turn: "Turn") -> None:
@@ -192,6 +229,9 @@ class Pipeline:
         conversation = self.store.conversation(inbound.conversation_id)
         if conversation and conversation["takeover_by"]:
             await self.sink.relay(inbound, conversation["takeover_by"], turn.message_id)
+            return
+        pending = self.store.ask_state(inbound.conversation_id)
+        if pending is not None and await self._answer(turn, pending):
             return
         forwarded = neutralise(inbound.text)[:MAX_FORWARD_CHARS]
         if not forwarded.strip():
@@ -209,6 +249,41 @@ class Pipeline:
         await turn.dialogue(replies)
         if screening["escalate"]:
             await self._start_crisis_flow(turn, screening)
+
+    async def _answer(self, turn: "Turn", pending: dict[str, Any]) -> bool:
+        """Read the client's answer to the direct question; return True when the turn is done.
+
+        Yes, a refusal, or an answer still unclear after the retries → a page (invariant 4),
+        then Rasa runs the crisis flow. No → thanks. A message the screen pages for anyway
+        settles the question too (its page went out in intake) and goes on to Rasa.
+        """
+        conversation_id = turn.inbound.conversation_id
+        categories = pending.get("categories") or ["self_harm"]
+        if turn.screening.get("escalate"):
+            self.store.set_ask_state(conversation_id, None)
+            return False
+        answer = read_answer(turn.inbound.text)
+        config = ask_config()
+        if answer is None and pending.get("asked", 1) <= config.retries:
+            self.store.set_ask_state(conversation_id, {**pending, "asked": pending.get("asked", 1) + 1})
+            await turn.reply(f"{config.reask} {config.question(categories)}", buttons=["Yes", "No"])
+            return True
+        self.store.set_ask_state(conversation_id, None)
+        if answer == NO:
+            await turn.reply(config.thanks_no)
+            return True
+        said = {YES: "yes", DECLINED: "declined to answer"}.get(answer, "gave no clear answer")
+        priority = "routine" if set(categories) <= {"third_party_concern"} else "urgent"
+        await turn.escalate(Escalation(
+            priority=priority,
+            categories=categories,
+            reason=f"Asked directly (“{pending.get('question', '')}”), the client {said}.",
+            evidence=[f"answer: {mark_cue(turn.inbound.text, 0, len(turn.inbound.text))}",
+                      *pending.get("evidence", [])],
+            source="ask",
+        ))
+        await self._start_crisis_flow(turn, {"categories": categories, "priority": priority})
+        return True
 
     async def _start_crisis_flow(self, turn: "Turn", screening: dict[str, Any]) -> None:
         """Ask Rasa to run the crisis flow for a positive screen unless one is running.
@@ -275,12 +350,37 @@ class Turn:
             custom = item.custom or {}
             if isinstance(custom.get("escalate"), dict):
                 await self.escalate(from_payload(custom["escalate"]))
+            elif isinstance(custom.get("ask"), dict):
+                # Rasa's NLU guessed a risk the screen did not page for: at most the ask tier.
+                if self.p.store.ask_state(self.inbound.conversation_id) is None and not self.screening.get("escalate"):
+                    raw = custom["ask"].get("categories")
+                    categories = [c for c in raw if isinstance(c, str)] if isinstance(raw, list) else []
+                    await self.ask(categories or ["self_harm"],
+                                   str(custom["ask"].get("reason") or "The dialogue guessed a risk the screen did not find."),
+                                   evidence=[f"nlu: {mark_cue(self.inbound.text, 0, len(self.inbound.text))}"])
             elif isinstance(custom.get("safety_plan"), dict):
                 self.p.store.save_safety_plan(
                     self.inbound.conversation_id, custom["safety_plan"], self.message_id
                 )
             elif item.text:
                 await self.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
+
+    async def ask(self, categories: list[str], reason: str, evidence: list[str]) -> None:
+        """The ask tier: the card, a non-paging entry on the queue, and the direct question."""
+        conversation_id = self.inbound.conversation_id
+        if not self.card_sent and not self.p.store.card_sent_after(conversation_id, self.message_id):
+            await self.card(abuse="being_harmed" in categories and "self_harm" not in categories,
+                            clinician_told=False)
+        case_id = record_review(self.p.store, conversation_id, categories, reason, evidence, self.message_id)
+        event = Review(self.inbound.chat, case_id, categories, reason)
+        self.events.append(event)
+        await self.p.sink.review(event)
+        question = ask_config().question(categories)
+        self.p.store.set_ask_state(conversation_id, {
+            "categories": categories, "question": question, "asked": 1, "case": case_id,
+            "message_id": self.message_id, "evidence": evidence[:3],
+        })
+        await self.reply(question, buttons=["Yes", "No"])
 
     async def card(self, *, abuse: bool = False, acute: bool = False, clinician_told: bool = True) -> None:
         text = hotline_card(self.region, abuse=abuse, acute=acute, clinician_told=clinician_told)

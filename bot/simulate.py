@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Iterable, TextIO
 
-from bot.pipeline import Alert, Inbound, Pipeline, Reply
+from bot.pipeline import Alert, Inbound, Pipeline, Reply, Review
 from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack, rasa_is_up
@@ -83,6 +83,9 @@ class JsonLinesSink:
     async def alert(self, event: Alert) -> bool:
         self._write(event.to_json())
         return True
+
+    async def review(self, event: Review) -> None:
+        self._write(event.to_json())
 
     async def relay(self, inbound, clinician: str, message_id: int) -> None:
         self._write({"type": "relay", "chat": inbound.chat, "clinician": clinician})

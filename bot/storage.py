@@ -170,6 +170,21 @@ def m003_review(db: Database) -> None:
     db["cases"].create_index(["opened_at"])
 
 
+@migrations()
+def m004_tiers(db: Database) -> None:
+    """The screen's tiers (issue 10): page / ask / none, the model's scores, the open question.
+
+    ``cases.paged`` is 0 for a case opened by the *ask* tier alone (a non-paging entry on the
+    queue: never re-paged) and becomes 1 when anything pages for it.
+    ``conversations.ask_state`` holds the direct question waiting for the client's answer.
+    """
+    db["screenings"].add_column("tier", str)
+    db["screenings"].add_column("scores", str)  # JSON: "risk" and per category
+    db["screenings"].add_column("ask_categories", str)  # JSON list
+    db["cases"].add_column("paged", int, not_null_default=1)
+    db["conversations"].add_column("ask_state", str)
+
+
 def now() -> str:
     """The current UTC time as an ISO 8601 string with microseconds."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
@@ -380,6 +395,9 @@ class Store:
                 "priority": result.get("priority"),
                 "categories": json.dumps(result.get("categories", [])),
                 "signals": json.dumps(result.get("signals", []), ensure_ascii=False),
+                "tier": result.get("tier") or ("page" if result.get("escalate") else "none"),
+                "scores": json.dumps(result["scores"]) if result.get("scores") is not None else None,
+                "ask_categories": json.dumps(result.get("ask_categories") or []),
                 "created_at": now(),
             }
         )
@@ -396,6 +414,9 @@ class Store:
             "categories": json.loads(row["categories"]),
             "signals": json.loads(row["signals"]),
             "priority": row["priority"],
+            "tier": row["tier"] or ("page" if row["escalate"] else "none"),
+            "ask_categories": json.loads(row["ask_categories"] or "[]"),
+            **({"scores": json.loads(row["scores"])} if row["scores"] else {}),
         }
 
     def card_sent_after(self, conversation_id: str, message_id: int) -> bool:
@@ -439,8 +460,13 @@ class Store:
         message_id: int | None,
         duty_to_protect: bool = False,
         actor: str = "bot",
+        page: bool = True,
     ) -> tuple[dict[str, Any], bool]:
-        """Open a case, or raise the open one; never lower a priority. Return (case, opened)."""
+        """Open a case, or raise the open one; never lower a priority. Return (case, opened).
+
+        ``page=False`` records a non-paging entry (the screen's *ask* tier): the case is on
+        the queue but is not re-paged until something pages for it.
+        """
         if priority not in PRIORITY_RANK:
             raise ValueError(f"unknown priority {priority!r}")
         stamp = now()
@@ -457,10 +483,11 @@ class Store:
                         "duty_to_protect": int(duty_to_protect),
                         "opened_at": stamp,
                         "updated_at": stamp,
+                        "paged": int(page),
                     }
                 )
                 case_id = int(table.last_pk)
-                self._case_event(case_id, "opened", actor, priority, details, message_id)
+                self._case_event(case_id, "opened" if page else "review", actor, priority, details, message_id)
                 return self.case(case_id), True
             case_id = current["id"]
             old_rank = PRIORITY_RANK[current["priority"]]
@@ -471,9 +498,12 @@ class Store:
                 "categories": json.dumps(merged),
                 "duty_to_protect": int(bool(current["duty_to_protect"]) or duty_to_protect),
                 "updated_at": stamp,
+                "paged": int(bool(current["paged"]) or page),
             }
+            if page and not current["paged"]:  # the re-page clock starts at the first page
+                changes["last_paged_at"] = stamp
             self.db["cases"].update(case_id, changes)
-            event = "raised" if new_priority != current["priority"] else "signal"
+            event = "raised" if new_priority != current["priority"] else "signal" if page else "review"
             self._case_event(case_id, event, actor, new_priority, details, message_id)
             return self.case(case_id), False
 
@@ -534,6 +564,19 @@ class Store:
             )
         )
 
+    def paged_open_cases(self) -> list[dict[str, Any]]:
+        """Open (unclaimed) cases that something paged for: the ones the outbox re-pages."""
+        return [c for c in self.cases_by_status(["open"]) if c["paged"]]
+
+    def ask_state(self, conversation_id: str) -> dict[str, Any] | None:
+        """The direct question waiting for this conversation's answer, if any."""
+        row = self.conversation(conversation_id)
+        return json.loads(row["ask_state"]) if row and row.get("ask_state") else None
+
+    def set_ask_state(self, conversation_id: str, state: dict[str, Any] | None) -> None:
+        self.db["conversations"].update(
+            conversation_id, {"ask_state": json.dumps(state) if state is not None else None})
+
     def set_takeover(self, conversation_id: str, clinician: str | None) -> None:
         self.db["conversations"].update(conversation_id, {"takeover_by": clinician})
 
@@ -544,9 +587,9 @@ class Store:
         for event in self.case_events(case_id):
             details = json.loads(event["details"] or "{}")
             kind = event["event"]
-            if kind == "opened":
+            if kind in ("opened", "review") and state["status"] is None:
                 state["status"] = "open"
-            if kind in ("opened", "raised", "signal") and event["priority"]:
+            if kind in ("opened", "raised", "signal", "review") and event["priority"]:
                 state["priority"] = event["priority"]
                 state["categories"] |= set(details.get("categories") or [])
             elif kind in ("claimed", "takeover") and state["status"] == "open":

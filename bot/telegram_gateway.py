@@ -33,7 +33,7 @@ from bot.escalation import Escalation
 from bot.flows_config import flows_config
 from bot.hotlines import hotline_card
 from bot.outbox import AlertOutbox, verify
-from bot.pipeline import Alert, Inbound, Pipeline, Reply, Turn
+from bot.pipeline import Alert, Inbound, Pipeline, Reply, Review, Turn
 from bot.rasa_client import RasaClient
 from bot.review import case_summary, transcript_markdown
 from bot.settings import Settings
@@ -77,6 +77,17 @@ class TelegramSink:
     async def alert(self, event: Alert) -> bool:
         self.g.outbox.wake()  # the outbox delivers (and retries) it from the alerts table
         return False
+
+    async def review(self, event: Review) -> None:
+        """A silent note in the triage group (no notification sound: it is not a page)."""
+        text = (f"Review — case #{event.case} (not paged). The screen was unsure "
+                f"({', '.join(event.categories) or 'risk'}); the client was asked directly. "
+                "A yes or a refusal will page. /cases lists it.")
+        try:
+            await self.g.sender.send(self.g.settings.staff_chat_id, text, priority=PRIORITY_REPLY,
+                                     disable_notification=True)
+        except Exception as exc:  # noqa: BLE001 - the entry is on the queue either way
+            log.warning("review note for case %s not sent: %s", event.case, type(exc).__name__)
 
     async def relay(self, inbound: Inbound, clinician: str, message_id: int) -> None:
         case = self.g.store.open_case(inbound.conversation_id)

@@ -24,19 +24,23 @@ class FakeResult:
     categories: list[str]
     priority: str | None
     signals: list[dict[str, Any]] = field(default_factory=list)
+    tier: str = ""
+    ask_categories: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text,
             "escalate": self.escalate,
+            "tier": self.tier or ("page" if self.escalate else "none"),
             "categories": self.categories,
             "signals": self.signals,
             "priority": self.priority,
+            "ask_categories": self.ask_categories,
         }
 
 
 class FakeScreener:
-    """Flags any message containing "RISK" as self_harm (urgent), "ACUTE" as imminent."""
+    """Flags any message containing "RISK" as self_harm (urgent), "ACUTE" as imminent; "UNSURE" asks."""
 
     def screen(self, text: str) -> FakeResult:
         for word, priority in (("ACUTE", "imminent"), ("RISK", "urgent")):
@@ -46,6 +50,8 @@ class FakeScreener:
                           "negated": False, "hypothetical": False, "experiencer": "self",
                           "historical": False, "figurative": False}
                 return FakeResult(text, True, ["self_harm"], priority, [signal])
+        if "UNSURE" in text:
+            return FakeResult(text, False, [], None, tier="ask", ask_categories=["self_harm"])
         return FakeResult(text, False, [], None)
 
 
@@ -94,6 +100,9 @@ class RecordingSink:
     async def alert(self, event: Alert) -> bool:
         self.events.append(event)
         return True
+
+    async def review(self, event) -> None:
+        self.events.append(event)
 
 
 @pytest.fixture

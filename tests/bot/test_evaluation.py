@@ -1,4 +1,4 @@
-"""Tests for bot.evaluation: the dev-set gate and the labelled-file loader."""
+"""Tests for bot.screening.evaluation: the dev-set gate and the labelled-file loader."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.evaluation import evaluate, format_report, load_labelled
+from bot.screening.evaluation import evaluate, format_report, load_labelled
 from bot.screening import CATEGORIES, get_screener
 
 DEV_SET = Path(__file__).parent.parent / "data" / "dev_set.jsonl"

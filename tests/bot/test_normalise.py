@@ -1,9 +1,9 @@
-"""Tests for bot.normalise: folding look-alikes and obfuscation while keeping offsets."""
+"""Tests for bot.screening.normalise: folding look-alikes and obfuscation while keeping offsets."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.normalise import normalise, original_span
+from bot.screening.normalise import normalise, original_span
 
 
 def _fold(text: str) -> str:

@@ -117,7 +117,7 @@ def test_migrations_upgrade_an_older_database_in_place(tmp_path):
                            "created_at": "t"})
     conn.close()
     store = Store(path)
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers"]
     assert store.messages("console:x")[0]["text"] == "kept"
     assert "relay_message_id" in store.db["messages"].columns_dict and store.db["labels"].exists()
 

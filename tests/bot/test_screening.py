@@ -145,8 +145,11 @@ def test_cue_offsets_point_into_the_original_text(screener):
 
 def test_to_dict_follows_the_contract(screener):
     data = screener.screen("kms").to_dict()
-    assert set(data) == {"text", "escalate", "categories", "signals", "priority"}
+    assert {"text", "escalate", "tier", "categories", "signals", "priority", "scores"} <= set(data)
+    assert data["tier"] == "page" and data["escalate"] is True
+    assert 0.0 <= data["scores"]["risk"] <= 1.0 and set(CATEGORIES) <= set(data["scores"])
     signal = data["signals"][0]
+    assert signal["source"] == "rule"
     for key in ("category", "cue", "start", "end", "negated", "hypothetical", "experiencer",
                 "historical", "figurative", "imminent", "retracted"):
         assert key in signal

@@ -22,7 +22,7 @@ def test_migrations_are_named_and_applied_once(tmp_path):
     path = tmp_path / "t.db"
     Store(path).close()
     store = Store(path)  # re-opening applies nothing new
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers"]
     assert migrations.pending(store.db) == []
 
 

