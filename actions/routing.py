@@ -1,9 +1,9 @@
 """Which flow runs: the router for greetings, risk intents and the gateway's screen, and stop.
 
-Who starts a flow (issue 4, "Who starts a flow"): a risk intent from the NLU, or the gateway's
-screen through Rasa's HTTP API (``EXTERNAL_screen_positive`` with the entities
-``risk_category`` and ``risk_priority``) — never client text imitating an intent (the gateway
-strips a leading "/"). The router sets the slot ``flow``; the rules in data/rules/flows.yml
+Who starts a flow: the gateway's screen through Rasa's HTTP API (``EXTERNAL_screen_positive`` with the entities
+``risk_category`` and ``risk_priority``), after a page — never client text imitating an intent
+(the gateway strips a leading "/"). A risk intent from the NLU alone never pages (the screener
+owns escalation, ARCHITECTURE.md "Risk model"): it asks the gateway for the *ask* tier. The router sets the slot ``flow``; the rules in data/rules/flows.yml
 start the matching form. A flow already completed this session is not run again: the client
 gets an acknowledgement and the clinician an update instead (no ASQ twice in a row).
 """
@@ -135,6 +135,19 @@ class ActionRoute(Action):
         if latest_entities(tracker, "means") and "lethal_means" not in categories:
             categories.append("lethal_means")
 
+        if not from_screen and not screen_escalated_this_turn(tracker):
+            # ARCHITECTURE.md "Risk model": the screener is the only owner of escalation. The
+            # NLU's guess alone never pages: mid-flow it is left to the flow; otherwise the
+            # gateway asks the client one direct question (card, non-paging queue entry), and
+            # a yes or a refusal there becomes the page and starts this flow.
+            if active in CRISIS_FORMS:
+                return events + [SlotSet("flow", "acknowledge")]
+            dispatcher.utter_message(json_message={"ask": {
+                "categories": categories,
+                "reason": f"The dialogue's NLU read a possible risk ({intent}) that the screen did not find.",
+            }})
+            return events + [SlotSet("flow", "acknowledge")]
+
         if flow in completed(tracker) or (active in CRISIS_FORMS):
             # Not twice in a row: acknowledge, and keep the clinician informed.
             dispatcher.utter_message(response="utter_risk_acknowledged", emergency=emergency_number(region))
@@ -151,21 +164,6 @@ class ActionRoute(Action):
             )
             return events + [SlotSet("flow", "acknowledge")]
 
-        if not from_screen and not screen_escalated_this_turn(tracker):
-            # The NLU caught what the screen did not: card and alert now, before any question,
-            # so a client who stops answering has still reached a human (invariant 2).
-            priority = "routine" if category == "third_party_concern" else "urgent"
-            dispatcher.utter_message(
-                text=hotline_card(region, abuse=category == "being_harmed", clinician_told=True)
-            )
-            dispatcher.utter_message(
-                json_message=escalation_payload(
-                    priority=priority,
-                    reason=f"The dialogue recognised a risk disclosure ({intent}); the "
-                    f"{flow.replace('_', ' ')} flow has started.",
-                    categories=categories,
-                )
-            )
         dispatcher.utter_message(response=FLOW_INTRO[flow])
         events += reset_events(FLOW_SLOTS[flow])
         if flow == "concerned_other":

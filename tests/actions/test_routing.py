@@ -27,14 +27,20 @@ def run(action, t):
     return dispatcher.messages, events
 
 
-def test_nlu_risk_the_screen_missed_sends_card_and_alert_then_starts_the_asq():
+def test_an_nlu_guess_the_screen_did_not_page_for_asks_and_never_pages():
     messages, events = run(ActionRoute(), tracker("express_suicidal_ideation",
                                                    entities=[{"entity": "means", "value": "pills"}]))
-    assert "988" in messages[0]["text"] and "being told" in messages[0]["text"]
-    payload = messages[1]["custom"]["escalate"]
-    assert payload["priority"] == "urgent" and payload["categories"] == ["self_harm", "lethal_means"]
-    assert messages[2]["response"] == "utter_asq_intro"
-    assert events[-1] == SlotSet("flow", "asq") and SlotSet("asq_q1", None) in events
+    assert [m["custom"] for m in messages] == [{"ask": {
+        "categories": ["self_harm", "lethal_means"],
+        "reason": "The dialogue's NLU read a possible risk (express_suicidal_ideation) that the screen did not find.",
+    }}]
+    assert not any("escalate" in (m.get("custom") or {}) for m in messages)
+    assert events == [SlotSet("flow", "acknowledge")]
+
+
+def test_an_nlu_guess_mid_crisis_flow_leaves_the_flow_alone():
+    messages, events = run(ActionRoute(), tracker("express_harm_to_others", active="asq_form"))
+    assert messages == [] and events == [SlotSet("flow", "acknowledge")]
 
 
 def test_when_the_screen_already_escalated_there_is_no_second_card():
@@ -70,11 +76,17 @@ def test_a_completed_flow_is_acknowledged_not_repeated():
     assert events == [SlotSet("flow", "acknowledge")]
 
 
-def test_concern_for_other_is_routine_until_the_danger_is_known():
+def test_concern_for_other_the_screen_paged_starts_the_concerned_other_flow():
     entities = [{"entity": "relation", "value": "my sister"}]
-    messages, events = run(ActionRoute(), tracker("concern_for_other", entities=entities))
-    assert messages[1]["custom"]["escalate"]["priority"] == "routine"
+    messages, events = run(ActionRoute(), tracker("concern_for_other", entities=entities,
+                                                   screening={"escalate": True}))
+    assert [m["response"] for m in messages] == ["utter_co_intro"]
     assert SlotSet("co_relation", "my sister") in events and events[-1] == SlotSet("flow", "concerned_other")
+
+
+def test_concern_for_other_from_the_nlu_alone_asks_about_the_other_person():
+    messages, _ = run(ActionRoute(), tracker("concern_for_other"))
+    assert messages[0]["custom"]["ask"]["categories"] == ["third_party_concern"]
 
 
 def test_greeting_after_hours_starts_the_intake(monkeypatch):
