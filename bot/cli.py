@@ -137,19 +137,34 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Screen a labelled JSON Lines file; print recall and precision per category.
+    """Screen a labelled JSON Lines file (or a stance-labelled split); print recall, tiers, errors.
 
-    Example: ``triage eval tests/data/dev_set.jsonl --json``
+    Examples: ``triage eval tests/data/dev_set.jsonl --json``;
+    ``triage eval --split test`` (the annotated test split, rebuilt from ../shared/corpus).
     """
-    from bot.screening.evaluation import evaluate, format_report, load_labelled
     from bot.screening import get_screener
+    from bot.screening.evaluation import evaluate, format_report, load_labelled, load_split
 
+    if (args.file is None) == (args.split is None):
+        sys.stderr.write("triage eval: give a FILE or --split (validation or test), not both\n")
+        return 2
     try:
-        rows = load_labelled(args.file)
+        if args.file is not None:
+            rows = load_labelled(args.file)
+        else:
+            for name in ("corpus", "guard"):
+                if not Path(getattr(args, name)).is_file():
+                    sys.stderr.write(f"triage eval: --{name} {getattr(args, name)}: no such file\n")
+                    return 2
+            rows = load_split(args.split, Path(args.corpus), Path(args.labels), Path(args.guard),
+                              Path(args.external))
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"triage eval: {exc}\n")
         return 2
     report = evaluate(rows, get_screener())
+    if args.split is not None and not args.show_text:  # corpus rows stay out of terminals and logs
+        for entry in report["misses"] + report["false_alarms"]:
+            entry["text"] = entry["text"][:0] + f"<{len(entry['text'])} characters>"
     if args.json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     else:
@@ -354,7 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate the screener on a labelled JSON Lines file",
                        description=cmd_eval.__doc__)
-    p.add_argument("file", help="JSON Lines with 'text' and 'label'")
+    p.add_argument("file", nargs="?", help="JSON Lines with 'text' and 'label'")
+    p.add_argument("--split", choices=("validation", "test"), help="evaluate a stance-labelled split instead")
+    p.add_argument("--corpus", default="../shared/corpus/public.jsonl", help="with --split: the corpus")
+    p.add_argument("--labels", default="data/screening/labels", help="with --split: the label files")
+    p.add_argument("--external", default="var/external.jsonl", help="with --split: rebuilt external texts")
+    p.add_argument("--guard", default="../shared/corpus/heldout-shingles.txt", help="with --split: held-out shingles")
+    p.add_argument("--show-text", action="store_true", help="with --split: print the texts of errors")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_eval)
 

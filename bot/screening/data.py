@@ -167,6 +167,7 @@ def load_labelled(labels_dir: Path, corpus: dict[str, dict[str, Any]] | None, gu
                             str(obj.get("annotator", "")), found.get("licence", ""))
     for row in rows.values():
         row.split = split_of(row.key)
+    _follow_parents(rows, corpus or {})
     ordered = sorted(rows.values(), key=lambda r: r.key)
     counts = {
         "rows": len(ordered),
@@ -177,6 +178,24 @@ def load_labelled(labels_dir: Path, corpus: dict[str, dict[str, Any]] | None, gu
         "risky": sum(r.risky for r in ordered),
     }
     return LabelledSet(ordered, refused, missing, counts)
+
+
+def _follow_parents(rows: dict[str, Row], corpus: dict[str, dict[str, Any]]) -> None:
+    """An excerpt of a corpus row (external sources that copy a corpus data set) takes its
+    parent's split, so no test row is a piece of a training row."""
+    by_source: dict[str, list[tuple[str, str]]] = {}
+    for key, obj in corpus.items():
+        by_source.setdefault(obj["source"], []).append((key, obj["text"]))
+    for key, row in rows.items():
+        if key in corpus:
+            continue
+        for source, items in by_source.items():
+            if not source.startswith(row.source):
+                continue
+            parent = next((k for k, text in items if row.text in text), None)
+            if parent is not None:
+                row.split = split_of(parent)
+                break
 
 
 def corpus_test_split(corpus: dict[str, dict[str, Any]], exclude: set[str], guard: HeldOutGuard | None = None,

@@ -6,7 +6,12 @@ reported it, ``fn`` = lines labelled with it on which it did not, ``fp`` = lines
 with it on which it was reported (so a line labelled ``self_harm`` that also reports
 ``lethal_means`` counts against lethal-means precision: precision here is a lower bound).
 ``escalation_recall`` is over every line whose label is not ``none``;
-``false_escalation_rate`` is over the lines labelled ``none``.
+``false_escalation_rate`` is over the lines labelled ``none`` (both count pages: ``escalate``).
+``tiers`` adds the *ask* tier: page recall, page-or-ask recall, pages on ``none`` and
+ask-or-page on ``none`` (ARCHITECTURE.md "Risk model").
+
+``triage eval --split test`` evaluates the stance-labelled split instead of a file: the
+label files joined to the corpus (``bot.screening.data``).
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from bot.screening import CATEGORIES, Screener
+from bot.screening.result import CATEGORIES
 
-__all__ = ["LABELS", "evaluate", "format_report", "load_labelled"]
+__all__ = ["LABELS", "evaluate", "format_report", "load_labelled", "load_split"]
 
 LABELS = (*CATEGORIES, "none")
 
@@ -46,22 +51,35 @@ def load_labelled(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def load_split(split: str, corpus: Path, labels: Path, guard: Path, external: Path | None = None) -> list[dict[str, Any]]:
+    """The stance-labelled rows of one split as eval rows (label = the first escalating category)."""
+    from bot.screening.data import HeldOutGuard, load_corpus, load_external, load_labelled as load_rows
+
+    data = load_rows(labels, load_corpus(corpus), HeldOutGuard(guard), load_external(external))
+    return [{"text": r.text, "label": r.categories[0] if r.categories else "none", "line": i, "source": r.source}
+            for i, r in enumerate(data.split(split), 1)]
+
+
 def _ratio(numerator: int, denominator: int) -> float | None:
     """Return numerator/denominator, or None when there is nothing to divide."""
     return numerator / denominator if denominator else None
 
 
-def evaluate(rows: Iterable[dict[str, Any]], screener: Screener) -> dict[str, Any]:
+def evaluate(rows: Iterable[dict[str, Any]], screener: Any) -> dict[str, Any]:
     """Screen every row and return per-category and escalation figures plus the errors."""
     counts = {c: {"tp": 0, "fp": 0, "fn": 0, "support": 0} for c in CATEGORIES}
     risky = escalated_risky = none_lines = escalated_none = 0
     misses: list[dict[str, Any]] = []
     false_alarms: list[dict[str, Any]] = []
     total = 0
+    tier_counts = {"page_risky": 0, "ask_risky": 0, "page_none": 0, "ask_none": 0}
     for row in rows:
         total += 1
         label = row["label"]
         result = screener.screen(row["text"])
+        tier = getattr(result, "tier", None) or ("page" if result.escalate else "none")
+        if tier in ("page", "ask"):
+            tier_counts[f"{tier}_{'none' if label == 'none' else 'risky'}"] += 1
         got = list(result.categories)
         for category in CATEGORIES:
             reported = category in got
@@ -93,6 +111,12 @@ def evaluate(rows: Iterable[dict[str, Any]], screener: Screener) -> dict[str, An
         "false_escalation_rate": _ratio(escalated_none, none_lines),
         "counts": {"risky": risky, "escalated_risky": escalated_risky, "none": none_lines,
                    "escalated_none": escalated_none},
+        "tiers": {
+            "page_recall": _ratio(tier_counts["page_risky"], risky),
+            "page_or_ask_recall": _ratio(tier_counts["page_risky"] + tier_counts["ask_risky"], risky),
+            "page_on_none": _ratio(tier_counts["page_none"], none_lines),
+            "page_or_ask_on_none": _ratio(tier_counts["page_none"] + tier_counts["ask_none"], none_lines),
+        },
         "misses": misses,
         "false_alarms": false_alarms,
     }
@@ -115,6 +139,9 @@ def format_report(report: dict[str, Any]) -> str:
                  f"({c['escalated_risky']}/{c['risky']} risky lines escalated)")
     lines.append(f"false escalation rate  {_fmt(report['false_escalation_rate'])}  "
                  f"({c['escalated_none']}/{c['none']} 'none' lines escalated)")
+    t = report["tiers"]
+    lines.append(f"tiers: page recall {_fmt(t['page_recall'])}, page-or-ask recall {_fmt(t['page_or_ask_recall'])}, "
+                 f"pages on none {_fmt(t['page_on_none'])}, ask-or-page on none {_fmt(t['page_or_ask_on_none'])}")
     if report["misses"]:
         lines.append("")
         lines.append("misses (label not reported):")

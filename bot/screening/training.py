@@ -61,24 +61,44 @@ class Scored:
     probs: dict[str, float]
 
 
-def embed_rows(encoder: Encoder, texts: Sequence[str], cache_path: Path | None) -> np.ndarray:
-    """Embed texts (mean of their windows, renormalised), reusing a cache keyed by SHA-1."""
+def embed_windows(encoder: Encoder, texts: Sequence[str], cache_path: Path | None) -> list[np.ndarray]:
+    """Embed texts window by window (as the screener reads them), reusing a cache keyed by SHA-1."""
     cache: dict[str, np.ndarray] = {}
     if cache_path is not None and cache_path.exists():
         with np.load(cache_path) as data:
-            cache = dict(zip(data["keys"].tolist(), data["vectors"]))
+            keys, counts, flat = data["keys"].tolist(), data["counts"], data["vectors"]
+        ends = np.cumsum(counts)
+        cache = {k: flat[e - n:e] for k, n, e in zip(keys, counts, ends)}
     keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
     if todo:
-        vectors = encoder.embed_many([t for _, t in todo])
-        for (k, _), v in zip(todo, vectors):
-            mean = v.mean(axis=0)
-            cache[k] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        for (k, _), v in zip(todo, encoder.embed_many([t for _, t in todo])):
+            cache[k] = v.astype(np.float32)
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache_path, keys=np.array(list(cache)), vectors=np.vstack(list(cache.values())))
+            names = list(cache)
+            np.savez(cache_path, keys=np.array(names), counts=np.array([len(cache[k]) for k in names]),
+                     vectors=np.vstack([cache[k] for k in names]))
             cache_path.chmod(0o600)
-    return np.vstack([cache[k] for k in keys]).astype(np.float32)
+    return [cache[k] for k in keys]
+
+
+def mean_vectors(windows: Sequence[np.ndarray]) -> np.ndarray:
+    """One training vector per text: the mean of its windows, renormalised."""
+    out = np.vstack([w.mean(axis=0) for w in windows])
+    return (out / np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+def window_probabilities(head: Head, windows: Sequence[np.ndarray]) -> np.ndarray:
+    """Probabilities per text as the screener computes them (RiskModel.score_vectors)."""
+    from bot.screening.model import ModelScore  # noqa: F401 - same rule: riskiest window decides
+
+    rows = []
+    for w in windows:
+        probs = head.probabilities(w)
+        best = int(np.argmax(probs[:, 0]))
+        rows.append([probs[best, 0], *probs[:, 1:].max(axis=0)])
+    return np.array(rows)
 
 
 def targets(rows: Sequence[Row]) -> dict[str, np.ndarray]:
@@ -150,28 +170,46 @@ def tier_of(s: Scored, t: dict[str, float]) -> str:
 
 def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], ask_recall: float = ASK_RECALL,
                       page_fp: float = PAGE_FP) -> dict[str, float]:
-    """Pick the ask and page thresholds on validation rows (see the module docstring)."""
+    """Pick the rule floor, the page and the ask thresholds on validation rows.
+
+    For each candidate ``rule_floor`` (an explicit, non-imminent rule signal pages only when
+    the model's risk is at least this; below it, it asks), ``page`` is the lowest model
+    threshold keeping pages on ``none`` ≤ ``page_fp``; the floor with the best page recall
+    wins (the lowest on a tie). ``ask`` is then the highest threshold keeping page-or-ask
+    recall ≥ ``ask_recall`` (demoted rule signals always ask).
+    """
     probs = np.array([s.probs["risk"] for s in scored])
     rule = np.array([s.rule_page for s in scored])
+    imminent = np.array([s.rule_imminent for s in scored])
     y = np.array(risky, dtype=bool)
     candidates = np.unique(np.concatenate([probs, [0.0, 1.0]]))
-    # page: the lowest threshold whose pages on `none` stay within page_fp
-    page = 1.0
-    for t in candidates:
-        fp = np.mean((rule | (probs >= t))[~y]) if (~y).any() else 0.0
-        if fp <= page_fp:
-            page = float(t)
-            break
-    # ask: the highest threshold keeping page-or-ask recall
+    floors = np.unique(np.concatenate([[0.0], np.quantile(probs[rule], np.linspace(0, 0.9, 46))])) if rule.any() else [0.0]
+    best: tuple[float, float, float] | None = None  # (page recall, -floor, page threshold)
+    for floor in floors:
+        rule_pages = rule & ((probs >= floor) | imminent)
+        page = None
+        for t in candidates:
+            if np.mean((rule_pages | (probs >= t))[~y]) <= page_fp:
+                page = float(t)
+                break
+        if page is None:
+            continue
+        recall = float(np.mean((rule_pages | (probs >= page))[y]))
+        if best is None or (recall, -floor) > best[:2]:
+            best = (recall, -float(floor), page)
+    if best is None:  # no floor keeps the rules within page_fp: page only imminent rules
+        best = (0.0, -1.0, 1.0)
+    floor, page = -best[1], best[2]
+    paged = (rule & ((probs >= floor) | imminent)) | (probs >= page)
+    flagged = paged | rule  # demoted rule signals ask
     ask = 0.0
     for t in sorted(candidates, reverse=True):
         if t > page:
             continue
-        recall = np.mean((rule | (probs >= t))[y]) if y.any() else 1.0
-        if recall >= ask_recall:
+        if np.mean((flagged | (probs >= t))[y]) >= ask_recall:
             ask = float(t)
             break
-    return {"ask": round(min(ask, page), 6), "page": round(page, 6), "rule_floor": 0.0}
+    return {"ask": round(min(ask, page), 6), "page": round(page, 6), "rule_floor": round(floor, 6)}
 
 
 def _rate(n: int, d: int) -> float | None:
@@ -260,11 +298,13 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     if cache_path is not None:  # for scripts/finetune_minilm.py: the same rows and splits (owner-only)
         export_splits(data.rows, cache_path.parent / "labelled-splits.jsonl")
     encoder = Encoder(out_dir if (out_dir / "tokenizer.json").exists() else Path(__file__).resolve().parents[2] / "config" / "screening" / "model")
-    vectors = {s: embed_rows(encoder, [r.text for r in split_rows[s]], cache_path) for s in SPLITS}
+    windows = {s: embed_windows(encoder, [r.text for r in split_rows[s]], cache_path) for s in SPLITS}
+    vectors = {s: mean_vectors(windows[s]) for s in SPLITS}
     ys = {s: targets(split_rows[s]) for s in SPLITS}
     head, chosen_c = fit_head(vectors["train"], ys["train"], vectors["validation"], ys["validation"])
+    head = Head.from_json(head.to_json())  # exactly the weights the screener will load
     rules = RuleScreener()
-    probs = {s: head.probabilities(vectors[s]) for s in SPLITS}
+    probs = {s: window_probabilities(head, windows[s]) for s in SPLITS}
     scored = {s: score_rows(rules, [r.text for r in split_rows[s]], probs[s]) for s in SPLITS}
     val_rows = split_rows["validation"]
     thresholds = choose_thresholds(scored["validation"], [r.risky for r in val_rows])
@@ -292,8 +332,8 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         "agreement": agreement(labels_dir),
     }
     sample = corpus_test_split(corpus, {r.key for r in data.rows}, guard)
-    sample_vectors = embed_rows(encoder, [o["text"] for o in sample], cache_path)
-    sample_scored = score_rows(rules, [o["text"] for o in sample], head.probabilities(sample_vectors))
+    sample_windows = embed_windows(encoder, [o["text"] for o in sample], cache_path)
+    sample_scored = score_rows(rules, [o["text"] for o in sample], window_probabilities(head, sample_windows))
     sample_tiers = [tier_of(s, thresholds) for s in sample_scored]
     evaluation["corpus_labels"] = tier_report(
         sample_tiers, [bool(o["risky"]) for o in sample], {"source": [o["source"] for o in sample]},

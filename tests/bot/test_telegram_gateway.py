@@ -433,3 +433,33 @@ def test_webhook_stores_before_answering_and_checks_the_secret(api, tmp_path, fa
     forged, ok, stored = asyncio.run(scenario())
     assert forged == 403 and ok == 200 and stored == 1
     assert api.sent("setWebhook")[0]["secret_token"] == "s3cret"
+
+
+def test_three_tiers_on_telegram_page_ask_none(api, tmp_path, fake_screener, fake_rasa):
+    """page: card + alert with buttons; ask: card + question + a silent note, no alert; none: neither."""
+    from bot.ask import ask_config
+
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+    question = ask_config().questions["self_harm"]
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "what time do you open"))
+            await until(lambda: fake_rasa.calls)
+            assert api.sent(chat_id=STAFF) == [] and store.cases_by_status(["open"]) == []
+            api.push(text_update(CLIENT + 1, "UNSURE words"))
+            asked = await until(lambda: [m for m in api.sent(chat_id=CLIENT + 1) if m["text"] == question])
+            note = await until(lambda: api.sent(chat_id=STAFF))
+            assert len(note) == 1 and str(note[0]["disable_notification"]).lower() == "true" and "not paged" in note[0]["text"]
+            assert "reply_markup" not in note[0] or not note[0]["reply_markup"].get("inline_keyboard")
+            assert any("116 123" in m["text"] for m in api.sent(chat_id=CLIENT + 1))  # the card
+            assert store.alerts() == []
+            api.push(text_update(CLIENT + 1, "yes"))
+            alert = await until(lambda: [m for m in api.sent(chat_id=STAFF) if "URGENT" in m["text"]])
+            return asked, alert
+
+    asked, alert = asyncio.run(scenario())
+    assert [b["text"] for b in asked[0]["reply_markup"]["keyboard"][0]] == ["Yes", "No"]
+    assert question in alert[0]["text"] and alert[0]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Claim"
+    store.close()

@@ -125,3 +125,22 @@ def test_the_ask_config_is_validated(tmp_path):
     bad.write_text("colour: red\n")
     with pytest.raises(AskConfigError, match="colour"):
         load_ask_config(bad)
+
+
+def test_three_tiers_in_the_console(store, fake_screener, fake_rasa):
+    import io
+
+    from bot.console import ConsoleSink
+
+    out = io.StringIO()
+    pipeline = Pipeline(store, fake_screener, fake_rasa, ConsoleSink(out), default_region="US")
+    run(pipeline.handle(Inbound(chat="client", text="hello")))
+    assert "CLINICIAN ALERT" not in out.getvalue() and "review" not in out.getvalue()
+    run(pipeline.handle(Inbound(chat="client", text="UNSURE words")))
+    shown = out.getvalue()
+    assert "[review · case #1 · not paged] self_harm" in shown and f"bot> {QUESTION}" in shown
+    assert "CLINICIAN ALERT" not in shown
+    run(pipeline.handle(Inbound(chat="client", text="yes")))
+    assert "CLINICIAN ALERT · URGENT · case #1" in out.getvalue()
+    run(pipeline.handle(Inbound(chat="other", text="RISK")))
+    assert "CLINICIAN ALERT · URGENT · case #2" in out.getvalue()
