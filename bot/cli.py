@@ -190,6 +190,7 @@ def cmd_train_screener(args: argparse.Namespace) -> int:
     try:
         train(Path(args.corpus), Path(args.labels), Path(args.out), Path(args.guard),
               external_path=Path(args.external) if args.external else None,
+              clinic_path=Path(args.clinic) if args.clinic else None,
               cache_path=None if args.no_cache else Path(args.cache),
               echo=lambda line: sys.stdout.write(line + "\n"))
     except LabelError as exc:
@@ -386,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--external", default="var/external.jsonl",
                    help="texts of the external rows (scripts/rebuild_external.py); skipped when absent")
     p.add_argument("--guard", default="../shared/corpus/heldout-shingles.txt", help="held-out shingles")
+    p.add_argument("--clinic", help="the clinic's own labelled messages (stance labels or export-labels lines)")
     p.add_argument("--out", default="config/screening/model", help="where head.json and the card go")
     p.add_argument("--cache", default="var/screener-embeddings.npz", help="embedding cache (owner-only)")
     p.add_argument("--no-cache", action="store_true", help="embed every row again")

@@ -47,6 +47,34 @@ class Classifier(torch.nn.Module):
         return self.head(pooled * 10.0)
 
 
+class Probabilities(torch.nn.Module):
+    """What the screener runs: word pieces in, P(risk) and P(category) out."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return torch.sigmoid(self.classifier(input_ids, attention_mask))
+
+
+def export(model: Classifier, tok, out: Path) -> None:
+    """Write classifier.onnx (dynamic int8 quantisation of the weights) for onnxruntime."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    enc = tok(["an example message"], return_tensors="pt")
+    full = out / "classifier-fp32.onnx"
+    torch.onnx.export(Probabilities(model), (enc["input_ids"], enc["attention_mask"], torch.zeros_like(enc["input_ids"])),
+                      str(full), input_names=["input_ids", "attention_mask", "token_type_ids"],
+                      output_names=["probabilities"], opset_version=17, dynamo=False,
+                      dynamic_axes={n: {0: "batch", 1: "sequence"} for n in ("input_ids", "attention_mask", "token_type_ids")})
+    quantize_dynamic(str(full), str(out / "classifier.onnx"), weight_type=QuantType.QInt8)
+    full.unlink()
+    print(f"exported {out / 'classifier.onnx'} ({(out / 'classifier.onnx').stat().st_size / 1e6:.1f} MB)")
+
+
 def auc(y, p) -> float:
     from sklearn.metrics import roc_auc_score
 
@@ -61,8 +89,10 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--lr", type=float, default=4e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export", help="also write the best epoch as int8 ONNX (classifier.onnx) into this folder")
     args = ap.parse_args()
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(2)
     rows = [json.loads(line) for line in Path(args.splits).read_text(encoding="utf-8").splitlines() if line.strip()]
     split = {s: [r for r in rows if r["split"] == s] for s in ("train", "validation", "test")}
@@ -111,7 +141,11 @@ def main() -> int:
         print(f"epoch {epoch + 1}: validation AUC {score:.4f} ({time.monotonic() - started:.0f} s)", flush=True)
         if best is None or score > best[0]:
             best = (score, epoch + 1, pv, predict(split["test"]))
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     score, epoch, pv, pt = best
+    if args.export:
+        model.load_state_dict(best_state)
+        export(model, tok, Path(args.export))
     print(f"best epoch {epoch}: validation AUC {score:.4f}; test AUC {auc([r['risky'] for r in split['test']], pt[:, 0]):.4f}")
     Path(args.out).write_text(json.dumps({
         "epoch": epoch, "seconds": round(time.monotonic() - started),

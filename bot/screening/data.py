@@ -198,6 +198,34 @@ def _follow_parents(rows: dict[str, Row], corpus: dict[str, dict[str, Any]]) -> 
                 break
 
 
+def load_clinic_rows(path: Path, guard: HeldOutGuard) -> tuple[list[Row], int]:
+    """A clinic's own labelled messages (never committed; readable by the owner only).
+
+    Each line is either a stance label, ``{"text", "stance", "categories"}`` (docs/labelling.md),
+    or a line of ``triage export-labels``, ``{"text", "label"}`` — read as ``current`` with that
+    category, or ``unrelated`` for ``none``. Returns the rows and how many the guard refused.
+    """
+    rows: list[Row] = []
+    refused = 0
+    for where, obj in read_jsonl(path):
+        text = obj.get("text") if isinstance(obj, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise LabelError(f"{where}: missing 'text'")
+        if "stance" in obj:
+            stance, cats = _check_label(where, obj)
+        else:
+            label = obj.get("label")
+            if label != "none" and label not in CATEGORIES:
+                raise LabelError(f"{where}: label {label!r} is not a category or 'none'")
+            stance, cats = ("unrelated", []) if label == "none" else ("current", [label])
+        if guard.fails(text):
+            refused += 1
+            continue
+        key = text_key("clinic", text)
+        rows.append(Row(key, text, "clinic", stance, cats, "clinic", "the clinic's own", split_of(key)))
+    return rows, refused
+
+
 def corpus_test_split(corpus: dict[str, dict[str, Any]], exclude: set[str], guard: HeldOutGuard | None = None,
                       size: int = 1200) -> list[dict[str, Any]]:
     """A fixed random sample of corpus rows in the test bucket, as the corpus labels them.

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bot.screening.normalise import normalise
+
 log = logging.getLogger(__name__)
 
 ENCODER_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
@@ -84,7 +86,9 @@ class Encoder:
     def _windows(self, text: str) -> list[list[int]]:
         """Word-piece ids of the text in windows of at most MAX_TOKENS with [CLS]/[SEP]."""
         clean = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates → "?"
-        ids = self.tokenizer.encode(clean, add_special_tokens=False).ids
+        # The encoder reads what the rules read: look-alikes, leetspeak, zero-width characters
+        # and letter runs folded (bot.screening.normalise), so "kіll" (Cyrillic і) is "kill".
+        ids = self.tokenizer.encode(normalise(clean)[0], add_special_tokens=False).ids
         body = MAX_TOKENS - 2
         if len(ids) <= body:
             return [[self._cls, *ids, self._sep]]
@@ -158,6 +162,14 @@ class Head:
         return cls(outputs, weights, bias)
 
 
+def combined_risk(probs: np.ndarray) -> np.ndarray:
+    """The risk score of each row of (rows × outputs) probabilities: the mean of the "risk"
+    head and the highest category head. The categories look unlike each other (a threat, a
+    wish to die, abuse), so one linear "risk" head alone reads their union worse than the
+    category heads do (validation AUC 0.852 alone, 0.870 combined; model card)."""
+    return (probs[:, 0] + probs[:, 1:].max(axis=1)) / 2
+
+
 @dataclass(frozen=True)
 class ModelScore:
     """What the model read in one message."""
@@ -176,7 +188,7 @@ class RiskModel:
             raise ModelUnavailable(f"{head_path}: head missing (run `triage train-screener`)")
         obj = json.loads(head_path.read_text(encoding="utf-8"))
         self.head = Head.from_json(obj["head"])
-        self.thresholds: dict[str, float] = {k: float(v) for k, v in obj["thresholds"].items()}
+        self.thresholds: dict[str, Any] = obj["thresholds"]
         self.category_threshold = float(obj.get("category_threshold", 0.5))
         self.version: str = obj.get("version", "")
         self.encoder = encoder or Encoder(model_dir)
@@ -184,10 +196,10 @@ class RiskModel:
     def score_vectors(self, vectors: np.ndarray) -> ModelScore:
         """Score the windows of one message: the riskiest window decides."""
         probs = self.head.probabilities(vectors)
-        risk_col = self.head.outputs.index("risk")
-        best = int(np.argmax(probs[:, risk_col]))
+        risk = combined_risk(probs)
+        best = int(np.argmax(risk))
         scores = {name: float(probs[:, i].max()) for i, name in enumerate(self.head.outputs) if name != "risk"}
-        return ModelScore(risk=float(probs[best, risk_col]), scores=scores, window=best)
+        return ModelScore(risk=float(risk[best]), scores=scores, window=best)
 
     def score(self, text: str) -> ModelScore:
         """Score one message."""
@@ -212,7 +224,7 @@ class RiskModel:
             return start, start + len(stripped)
         spans = spans[:64]
         vectors = self.encoder._run([self.encoder._windows(text[s:e])[0] for s, e in spans])
-        probs = self.head.probabilities(vectors)[:, self.head.outputs.index("risk")]
+        probs = combined_risk(self.head.probabilities(vectors))
         start, end = spans[int(np.argmax(probs))]
         while start < end and text[start].isspace():
             start += 1

@@ -7,8 +7,10 @@ The decision:
 - ``page`` — an escalating rule signal (explicit risk), or a model risk score at or above the
   page threshold. ``escalate`` is true: card, alert, crisis flow.
 - ``ask`` — the model is unsure (score between the ask and page thresholds), or an explicit
-  rule signal that the model reads as very unlikely (below ``rule_floor``, when the model card
-  sets one) and that is not imminent. The client gets the card and one direct question; a
+  rule signal that is not imminent and that the model reads as unlikely: below the
+  ``rule_floor`` of every pattern that matched (floors per pattern, chosen on validation
+  for the patterns whose pages on real text are often not risk — topic words such as
+  "abusive" in an advice column — while the dev set's explicit sentences still page). The client gets the card and one direct question; a
   clinician sees a non-paging entry on the case queue; a yes or a refusal becomes a page.
 - ``none``.
 
@@ -23,6 +25,7 @@ import functools
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from bot.screening.model import ModelScore, RiskModel
 from bot.screening.result import CATEGORIES, ScreeningResult, Signal
@@ -57,7 +60,7 @@ class Screener:
         self.model: RiskModel | None = RiskModel(Path(model_dir)) if model_dir else None
 
     @property
-    def thresholds(self) -> dict[str, float]:
+    def thresholds(self) -> dict[str, Any]:
         return dict(self.model.thresholds) if self.model else {}
 
     def screen(self, text: str) -> ScreeningResult:
@@ -86,12 +89,14 @@ class Screener:
         scores = {"risk": score.risk, **score.scores}
         if ruled.escalate:
             imminent = any(s.imminent for s in ruled.signals if s.escalates)
-            if score.risk < t.get("rule_floor", 0.0) and not imminent and ruled.categories:
+            floors = t.get("rule_floor", {})
+            rules = {s.rule for s in ruled.signals if s.escalates}
+            if rules and not imminent and all(score.risk < floors.get(r, 0.0) for r in rules):
                 return replace(ruled, escalate=False, tier="ask", priority=None, categories=[],
                                ask_categories=list(ruled.categories), scores=scores,
                                reason=DEMOTED_REASON.format(score=score.risk))
             return replace(ruled, tier="page", scores=scores)
-        if score.risk >= t["page"]:
+        if score.risk >= t["page"] and not ruled.signals:
             categories = self.model.categories(score)
             signals = [*ruled.signals, *self._model_signals(text, categories, score)]
             priority = "routine" if set(categories) <= {"third_party_concern"} else "urgent"

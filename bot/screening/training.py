@@ -36,19 +36,23 @@ from bot.screening.data import (
     cohen_kappa,
     corpus_test_split,
     load_corpus,
+    load_clinic_rows,
     load_external,
     load_labelled,
     read_jsonl,
     text_key,
 )
-from bot.screening.model import Encoder, Head
+from bot.screening.model import Encoder, Head, combined_risk
 from bot.screening.result import CATEGORIES
 from bot.screening.rules import RuleScreener
 
 OUTPUTS = ("risk", *CATEGORIES)
+DEV_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "dev_set.jsonl"
 C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 ASK_RECALL = 0.99  # page-or-ask recall kept on validation (the goal on test is 0.98)
 PAGE_FP = 0.035  # pages on `none` allowed on validation (the goal on test is 0.05)
+GUARD_RECALL = 0.98  # the dev set's page recall kept (its gate, on the same rows and model)
+GUARD_FP = 0.045  # the dev set's pages on `none` allowed (its gate is 0.05)
 SEED = 0
 
 
@@ -59,6 +63,8 @@ class Scored:
     rule_page: bool
     rule_imminent: bool
     probs: dict[str, float]
+    rule_categories: tuple[str, ...] = ()  # the ids of the escalating rule patterns
+    rule_any: bool = False  # the rules found a cue, escalating or not
 
 
 def embed_windows(encoder: Encoder, texts: Sequence[str], cache_path: Path | None) -> list[np.ndarray]:
@@ -91,14 +97,19 @@ def mean_vectors(windows: Sequence[np.ndarray]) -> np.ndarray:
 
 def window_probabilities(head: Head, windows: Sequence[np.ndarray]) -> np.ndarray:
     """Probabilities per text as the screener computes them (RiskModel.score_vectors)."""
-    from bot.screening.model import ModelScore  # noqa: F401 - same rule: riskiest window decides
 
     rows = []
     for w in windows:
         probs = head.probabilities(w)
-        best = int(np.argmax(probs[:, 0]))
-        rows.append([probs[best, 0], *probs[:, 1:].max(axis=0)])
+        risk = combined_risk(probs)
+        best = int(np.argmax(risk))
+        rows.append([risk[best], *probs[:, 1:].max(axis=0)])
     return np.array(rows)
+
+
+def combine_risk(probs: np.ndarray) -> np.ndarray:
+    """Column 0 of text-level (rows × outputs) probabilities → the screener's risk score."""
+    return combined_risk(probs)
 
 
 def targets(rows: Sequence[Row]) -> dict[str, np.ndarray]:
@@ -150,66 +161,141 @@ def score_rows(rules: RuleScreener, texts: Sequence[str], probs: np.ndarray) -> 
             rule_page=ruled.escalate,
             rule_imminent=any(s.imminent for s in ruled.signals if s.escalates),
             probs={name: float(v) for name, v in zip(OUTPUTS, row)},
+            rule_categories=tuple(sorted({sig.rule for sig in ruled.signals if sig.escalates})),
+            rule_any=bool(ruled.signals),
         ))
     return out
 
 
-def tier_of(s: Scored, t: dict[str, float]) -> str:
+def rule_pages(s: Scored, floors: dict[str, float]) -> bool:
+    """An explicit rule signal pages when imminent, or when the model's risk reaches the floor
+    of one of its patterns (bot.screening.screener.Screener.decide, on numbers)."""
+    if not s.rule_page:
+        return False
+    if s.rule_imminent or not s.rule_categories:
+        return True
+    return any(s.probs["risk"] >= floors.get(c, 0.0) for c in s.rule_categories)
+
+
+def tier_of(s: Scored, t: dict[str, Any]) -> str:
     """The tier the screener gives (bot.screening.screener.Screener.decide, on numbers)."""
     p = s.probs["risk"]
     if s.rule_page:
-        if p < t.get("rule_floor", 0.0) and not s.rule_imminent:
-            return "ask"
-        return "page"
-    if p >= t["page"]:
+        return "page" if rule_pages(s, t.get("rule_floor", {})) else "ask"
+    if p >= t["page"] and not s.rule_any:
         return "page"
     if p >= t["ask"]:
         return "ask"
     return "none"
 
 
-def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], ask_recall: float = ASK_RECALL,
-                      page_fp: float = PAGE_FP) -> dict[str, float]:
-    """Pick the rule floor, the page and the ask thresholds on validation rows.
+class _Arrays:
+    """Scored rows as arrays, for the threshold search."""
 
-    For each candidate ``rule_floor`` (an explicit, non-imminent rule signal pages only when
-    the model's risk is at least this; below it, it asks), ``page`` is the lowest model
-    threshold keeping pages on ``none`` ≤ ``page_fp``; the floor with the best page recall
-    wins (the lowest on a tie). ``ask`` is then the highest threshold keeping page-or-ask
-    recall ≥ ``ask_recall`` (demoted rule signals always ask).
+    def __init__(self, scored: Sequence[Scored], risky: Sequence[bool], keys: Sequence[str]) -> None:
+        self.p = np.array([s.probs["risk"] for s in scored])
+        self.rule = np.array([s.rule_page for s in scored], dtype=bool)
+        self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
+        self.any = np.array([s.rule_any for s in scored], dtype=bool)
+        self.cats = np.array([[k in s.rule_categories for k in keys] for s in scored], dtype=bool).reshape(-1, len(keys))
+        self.y = np.array(risky, dtype=bool)
+
+    def rule_pages(self, floors: np.ndarray) -> np.ndarray:
+        reaches = (self.cats & (self.p[:, None] >= floors[None, :])).any(axis=1)
+        return self.rule & (self.imminent | ~self.cats.any(axis=1) | reaches)
+
+    def model_pages(self, page: float) -> np.ndarray:
+        return (self.p >= page) & ~self.any
+
+    def recall(self, paged: np.ndarray) -> float:
+        return float(paged[self.y].mean()) if self.y.any() else 1.0
+
+    def false_rate(self, paged: np.ndarray) -> float:
+        return float(paged[~self.y].mean()) if (~self.y).any() else 0.0
+
+
+def _fit_floors(v: _Arrays, page: float, budget: int, guard: _Arrays | None, guard_recall: float) -> np.ndarray | None:
+    """Greedy per-category rule floors: raise, one step at a time, the floor that removes false
+    pages at the lowest cost in true pages — never below ``guard_recall`` on the guard set —
+    until the false pages (rules plus model pages) fit in ``budget``. None when they cannot."""
+    floors = np.zeros(v.cats.shape[1])
+    extra = v.model_pages(page)
+    current = v.rule_pages(floors) | extra
+    while int((current & ~v.y).sum()) > budget:
+        best = None
+        for c in range(v.cats.shape[1]):
+            steps = np.unique(v.p[v.rule & ~v.imminent & v.cats[:, c] & current & (v.p >= floors[c])])
+            for q in steps:
+                trial = floors.copy()
+                trial[c] = q + 1e-9
+                after = v.rule_pages(trial) | extra
+                fp_drop = int((current & ~v.y).sum() - (after & ~v.y).sum())
+                if fp_drop <= 0:
+                    continue
+                if guard is not None and guard.recall(guard.rule_pages(trial) | guard.model_pages(page)) < guard_recall:
+                    break  # this category cannot go higher without failing the guard set
+                tp_loss = int((current & v.y).sum() - (after & v.y).sum())
+                if best is None or tp_loss / fp_drop < best[0] - 1e-12:
+                    best = (tp_loss / fp_drop, trial, after)
+                break  # the lowest useful step for this category
+        if best is None:
+            return None
+        _, floors, current = best
+    return floors
+
+
+def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_scored: Sequence[Scored] | None = None,
+                      guard_risky: Sequence[bool] | None = None, ask_recall: float = ASK_RECALL,
+                      page_fp: float = PAGE_FP, guard_recall: float = GUARD_RECALL,
+                      guard_fp: float = GUARD_FP) -> dict[str, Any]:
+    """Pick the rule floors, the page and the ask thresholds on validation rows.
+
+    For each candidate model page threshold, per-category rule floors are raised greedily
+    until the pages on ``none`` fit within ``page_fp``; the combination with the best page
+    recall wins. The guard set (the project's own dev set, when given) must keep page recall
+    ≥ ``guard_recall`` and pages on ``none`` ≤ ``guard_fp``; when no combination can also keep
+    ``page_fp`` on validation, the budget is relaxed step by step (the card reports what was
+    reached). ``ask`` is then the highest threshold keeping page-or-ask recall ≥ ``ask_recall``
+    on both sets (a demoted rule signal always asks).
     """
-    probs = np.array([s.probs["risk"] for s in scored])
-    rule = np.array([s.rule_page for s in scored])
-    imminent = np.array([s.rule_imminent for s in scored])
-    y = np.array(risky, dtype=bool)
-    candidates = np.unique(np.concatenate([probs, [0.0, 1.0]]))
-    floors = np.unique(np.concatenate([[0.0], np.quantile(probs[rule], np.linspace(0, 0.9, 46))])) if rule.any() else [0.0]
-    best: tuple[float, float, float] | None = None  # (page recall, -floor, page threshold)
-    for floor in floors:
-        rule_pages = rule & ((probs >= floor) | imminent)
-        page = None
-        for t in candidates:
-            if np.mean((rule_pages | (probs >= t))[~y]) <= page_fp:
-                page = float(t)
-                break
-        if page is None:
-            continue
-        recall = float(np.mean((rule_pages | (probs >= page))[y]))
-        if best is None or (recall, -floor) > best[:2]:
-            best = (recall, -float(floor), page)
-    if best is None:  # no floor keeps the rules within page_fp: page only imminent rules
-        best = (0.0, -1.0, 1.0)
-    floor, page = -best[1], best[2]
-    paged = (rule & ((probs >= floor) | imminent)) | (probs >= page)
-    flagged = paged | rule  # demoted rule signals ask
+    keys = sorted({k for s in scored if s.rule_page for k in s.rule_categories})
+    v = _Arrays(scored, risky, keys)
+    g = _Arrays(guard_scored, guard_risky, keys) if guard_scored is not None else None
+    candidates = np.unique(np.concatenate([v.p[~v.y & ~v.any], [1.0 + 1e-6]]))[::-1]
+    best = None
+    for fp in sorted({page_fp, 0.05, 0.07, 0.1, 0.15, 0.2, 1.0}):
+        budget = int(np.floor(fp * (~v.y).sum()))
+        for page in candidates[: budget + 2]:
+            if g is not None and g.false_rate(g.rule_pages(np.zeros(len(keys))) | g.model_pages(page)) > guard_fp:
+                continue
+            floors = _fit_floors(v, float(page), budget, g, guard_recall)
+            if floors is None:
+                continue
+            if g is not None and g.recall(g.rule_pages(floors) | g.model_pages(page)) < guard_recall:
+                continue
+            paged = v.rule_pages(floors) | v.model_pages(page)
+            recall = v.recall(paged)
+            if best is None or recall > best[0] + 1e-12:
+                best = (recall, float(page), floors, paged)
+        if best is not None:
+            break
+    if best is None:
+        raise ValueError("no thresholds keep the guard set's recall; the rules alone should — check the data")
+    _, page, floors, paged = best
+    flagged = paged | v.rule
     ask = 0.0
-    for t in sorted(candidates, reverse=True):
+    for t in np.unique(v.p)[::-1]:
         if t > page:
             continue
-        if np.mean((flagged | (probs >= t))[y]) >= ask_recall:
+        ok = v.recall(flagged | (v.p >= t)) >= ask_recall
+        if g is not None:
+            gflagged = g.rule_pages(floors) | g.model_pages(page) | g.rule
+            ok = ok and g.recall(gflagged | (g.p >= t)) >= ask_recall
+        if ok:
             ask = float(t)
             break
-    return {"ask": round(min(ask, page), 6), "page": round(page, 6), "rule_floor": round(floor, 6)}
+    return {"ask": round(min(ask, page), 6), "page": round(min(page, 1.0), 6),
+            "rule_floor": {k: round(float(f), 6) for k, f in zip(keys, floors) if f > 0}}
 
 
 def _rate(n: int, d: int) -> float | None:
@@ -285,13 +371,20 @@ def agreement(labels_dir: Path) -> dict[str, Any]:
 
 
 def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
-          external_path: Path | None = None, cache_path: Path | None = None,
+          external_path: Path | None = None, dev_path: Path = DEV_SET, clinic_path: Path | None = None, cache_path: Path | None = None,
           echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole training; return the evaluation written to ``evaluation.json``."""
     started = time.monotonic()
     guard = HeldOutGuard(guard_path)
     corpus = load_corpus(corpus_path)
     data: LabelledSet = load_labelled(labels_dir, corpus, guard, load_external(external_path))
+    if clinic_path is not None:
+        clinic, refused = load_clinic_rows(clinic_path, guard)
+        known = {r.key for r in data.rows}
+        data.rows.extend(r for r in clinic if r.key not in known)
+        data.refused_guard += refused
+        data.counts["rows"] = len(data.rows)
+        data.counts.setdefault("by_source", {})["clinic"] = len(clinic)
     echo(f"rows: {data.counts['rows']} ({data.counts['by_split']}); refused by the held-out guard: "
          f"{data.refused_guard}; labels whose corpus row is missing: {data.missing_text}")
     split_rows = {s: data.split(s) for s in SPLITS}
@@ -307,7 +400,11 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     probs = {s: window_probabilities(head, windows[s]) for s in SPLITS}
     scored = {s: score_rows(rules, [r.text for r in split_rows[s]], probs[s]) for s in SPLITS}
     val_rows = split_rows["validation"]
-    thresholds = choose_thresholds(scored["validation"], [r.risky for r in val_rows])
+    dev = [json.loads(line) for line in dev_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dev_texts = [d["text"] for d in dev]
+    dev_risky = [d["label"] != "none" for d in dev]
+    dev_scored = score_rows(rules, dev_texts, window_probabilities(head, embed_windows(encoder, dev_texts, cache_path)))
+    thresholds = choose_thresholds(scored["validation"], [r.risky for r in val_rows], dev_scored, dev_risky)
     echo(f"thresholds (validation): {thresholds}")
 
     def report(split: str) -> dict[str, Any]:
@@ -316,7 +413,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         rep = tier_report(tiers, [r.risky for r in rows],
                           {"source": [r.source for r in rows], "stance": [r.stance for r in rows]},
                           [r.categories for r in rows])
-        rep["auc_risk"] = auc(ys[split]["risk"], probs[split][:, 0])
+        rep["auc_risk"] = auc(ys[split]["risk"], probs[split][:, 0])  # the combined risk score
         rep["auc_by_category"] = {c: auc(ys[split][c], probs[split][:, i + 1]) for i, c in enumerate(CATEGORIES)}
         rules_only = ["page" if s.rule_page else "none" for s in scored[split]]
         rep["rules_only"] = tier_report(rules_only, [r.risky for r in rows])["all"]
@@ -330,6 +427,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         "validation": report("validation"),
         "test": report("test"),
         "agreement": agreement(labels_dir),
+        "dev_set": tier_report([tier_of(x, thresholds) for x in dev_scored], dev_risky)["all"],
     }
     sample = corpus_test_split(corpus, {r.key for r in data.rows}, guard)
     sample_windows = embed_windows(encoder, [o["text"] for o in sample], cache_path)

@@ -1,0 +1,102 @@
+"""The screen with its model: tiers, model signals with their sentence, and failure safety.
+
+The example messages are written here as unit tests (not evidence): indirect wording that
+no rule names, for the model; and plain benign messages.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.screening import Screener, get_screener
+from bot.screening.model import ModelScore
+
+# Indirect disclosures: no explicit cue a rule names (checked below), risk in the wording.
+INDIRECT = [
+    "Everyone would honestly be better off without me around. I have written letters to my family.",
+    "I have been giving my things away this week. I won't need them where I'm going.",
+    "I don't see any way out anymore and I'm so tired of all of it. Tonight feels different.",
+    "Nobody would even notice if I was gone. I'm done pretending.",
+    "i cant keep going like this, i just want everything to stop for good",
+    "I looked up how many of my pills it would take. Just curious I guess.",
+]
+BENIGN = [
+    "Can I book an appointment for next Tuesday afternoon?",
+    "Thanks for the session yesterday, the breathing exercise helped.",
+    "What time does the clinic open on Monday?",
+]
+
+
+@pytest.fixture(scope="module")
+def screener() -> Screener:
+    return get_screener()
+
+
+def test_benign_messages_are_tier_none(screener):
+    for text in BENIGN:
+        result = screener.screen(text)
+        assert result.tier == "none" and not result.escalate, text
+        assert result.scores is not None and result.scores["risk"] < screener.thresholds["ask"], text
+
+
+def test_indirect_disclosures_are_never_silent(screener):
+    for text in INDIRECT:
+        assert screener.screen(text).tier in ("page", "ask"), text
+
+
+def test_a_model_only_page_carries_a_model_signal_with_its_sentence(screener):
+    model_pages = [r for r in map(screener.screen, INDIRECT)
+                   if r.tier == "page" and not any(s.source == "rule" for s in r.signals)]
+    assert model_pages, "no indirect example paged on the model alone"
+    for result in model_pages:
+        assert result.escalate and result.categories and result.priority in ("routine", "urgent")
+        model_signals = [s for s in result.signals if s.source == "model"]
+        assert {s.category for s in model_signals} == set(result.categories)
+        for s in model_signals:
+            assert result.text[s.start:s.end] == s.cue and s.cue.strip() == s.cue and s.cue
+            assert s.score is not None and s.to_dict()["source"] == "model"
+        assert "risk model" in result.reason
+
+
+def _with_score(screener: Screener, risk: float) -> Screener:
+    fixed = ModelScore(risk=risk, scores={"self_harm": risk, "harm_to_others": 0.0, "lethal_means": 0.0,
+                                          "being_harmed": 0.0, "third_party_concern": 0.0}, window=0)
+    screener.model.score = lambda text: fixed  # type: ignore[method-assign]
+    return screener
+
+
+def test_tiers_follow_the_thresholds():
+    s = Screener()
+    t = s.thresholds
+    text = "some words with no rule cue"
+    assert _with_score(s, min(1.0, t["page"] + 1e-6)).screen(text).tier == "page"
+    assert _with_score(s, (t["ask"] + t["page"]) / 2).screen(text).tier == "ask"
+    ask = s.screen(text)
+    assert not ask.escalate and ask.categories == [] and ask.ask_categories == ["self_harm"]
+    assert _with_score(s, max(0.0, t["ask"] - 1e-6)).screen(text).tier == "none"
+
+
+def test_an_explicit_rule_signal_pages_unless_the_model_reads_it_as_unlikely():
+    s = Screener()
+    text = "I want to kill myself"
+    rules = {sig.rule for sig in s.rules.screen(text).signals if sig.escalates}
+    s.model.thresholds = {**s.thresholds, "rule_floor": {r: 0.5 for r in rules}}
+    assert _with_score(s, 0.51).screen(text).tier == "page"
+    low = _with_score(s, 0.2).screen(text)
+    assert low.tier == "ask" and low.ask_categories == ["self_harm"] and not low.escalate
+    assert "explicit cue" in low.reason
+    # imminence always pages, whatever the model says
+    imminent = "I'm going to kill myself tonight"
+    s.model.thresholds["rule_floor"].update({sig.rule: 0.9 for sig in s.rules.screen(imminent).signals})
+    assert _with_score(s, 0.0).screen(imminent).tier == "page"
+
+
+def test_a_broken_model_leaves_the_rules_in_charge():
+    s = Screener()
+
+    def broken(text):
+        raise RuntimeError("onnxruntime fell over")
+
+    s.model.score = broken  # type: ignore[method-assign]
+    assert s.screen("I want to kill myself").tier == "page"
+    assert s.screen("hello").tier == "none"
