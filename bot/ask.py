@@ -10,13 +10,19 @@ it works with Rasa down.
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
+from bot.escalation import AlertRecord, Escalation, escalate, mark_cue
 from bot.screening.result import CATEGORIES
+from bot.storage import Store
+
+log = logging.getLogger(__name__)
 
 ASK_FILE = Path(__file__).resolve().parent.parent / "config" / "screening" / "ask.yml"
 _KEYS = {"questions", "reask", "thanks_no", "retries"}
@@ -65,3 +71,29 @@ def load_ask_config(path: Path = ASK_FILE) -> AskConfig:
 def ask_config() -> AskConfig:
     """The validated ask config, read once per process."""
     return load_ask_config()
+
+
+def page_unanswered(store: Store, now: dt.datetime, after: dt.timedelta) -> list[AlertRecord]:
+    """Page for every direct question left unanswered for ``after`` (no answer counts as yes:
+    the ASQ's rule, ARCHITECTURE.md invariant 4). ``now`` is injected (tests pass any hour)."""
+    paged = []
+    for conversation, state in store.pending_asks():
+        asked = dt.datetime.fromisoformat(state.get("asked_at") or conversation["created_at"])
+        if now - asked < after:
+            continue
+        conversation_id = conversation["id"]
+        minutes = int(after.total_seconds() // 60)
+        categories = state.get("categories") or ["self_harm"]
+        record = escalate(store, conversation_id, conversation_id.split(":", 1)[-1], conversation["region"] or "US",
+                          Escalation(
+                              priority="routine" if set(categories) <= {"third_party_concern"} else "urgent",
+                              categories=categories,
+                              reason=f"No answer for {minutes} min to the direct question "
+                                     f"(“{state.get('question', '')}”); no answer counts as yes.",
+                              evidence=list(state.get("evidence") or []),
+                              source="ask",
+                          ), state.get("message_id"))
+        store.set_ask_state(conversation_id, None)
+        log.info("case %s paged: the direct question went unanswered", record.case_id)
+        paged.append(record)
+    return paged

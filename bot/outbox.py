@@ -19,6 +19,7 @@ from typing import Any, Callable
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
+from bot.ask import page_unanswered
 from bot.storage import Store, now
 from bot.telegram_send import PRIORITY_ALERT, Sender, escape
 
@@ -80,6 +81,8 @@ class AlertOutbox:
         on_call: str | None = None,
         after_hours: Callable[[], bool] = lambda: True,
         tick: float = 1.0,
+        ask_timeout_minutes: float = 10.0,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self.store = store
         self.sender = sender
@@ -89,6 +92,8 @@ class AlertOutbox:
         self.on_call = on_call
         self.after_hours = after_hours
         self.tick = tick
+        self.ask_timeout = dt.timedelta(minutes=ask_timeout_minutes)
+        self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._sending: set[int] = set()
@@ -108,6 +113,7 @@ class AlertOutbox:
         while True:
             try:
                 self.schedule_repages()
+                page_unanswered(self.store, self.clock(), self.ask_timeout)
                 await self.deliver_due()
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("alert outbox pass failed; trying again")

@@ -30,7 +30,7 @@ from bot.escalation import (
 )
 from bot.hotlines import hotline_card
 from bot.rasa_client import RasaClient, RasaReply, RasaUnavailable, neutralise
-from bot.storage import Store
+from bot.storage import Store, now
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ class Pipeline:
         answer = read_answer(turn.inbound.text)
         config = ask_config()
         if answer is None and pending.get("asked", 1) <= config.retries:
-            self.store.set_ask_state(conversation_id, {**pending, "asked": pending.get("asked", 1) + 1})
+            self.store.set_ask_state(conversation_id, {**pending, "asked": pending.get("asked", 1) + 1, "asked_at": now()})
             await turn.reply(f"{config.reask} {config.question(categories)}", buttons=["Yes", "No"])
             return True
         self.store.set_ask_state(conversation_id, None)
@@ -378,7 +378,7 @@ class Turn:
         question = ask_config().question(categories)
         self.p.store.set_ask_state(conversation_id, {
             "categories": categories, "question": question, "asked": 1, "case": case_id,
-            "message_id": self.message_id, "evidence": evidence[:3],
+            "message_id": self.message_id, "evidence": evidence[:3], "asked_at": now(),
         })
         await self.reply(question, buttons=["Yes", "No"])
 

@@ -29,6 +29,7 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_RASA_TIMEOUT": ("rasa_timeout", 10.0),
     "TRIAGE_ON_CALL": ("on_call", None),
     "TRIAGE_REPAGE_MINUTES": ("repage_minutes", 5.0),
+    "TRIAGE_ASK_TIMEOUT_MINUTES": ("ask_timeout_minutes", 10.0),
     "TRIAGE_WEBHOOK_URL": ("webhook_url", None),
     "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
     "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
@@ -53,6 +54,7 @@ class Settings:
     rasa_timeout: float = 10.0
     on_call: str | None = None  # Telegram user id of the on-call clinician
     repage_minutes: float = 5.0
+    ask_timeout_minutes: float = 10.0  # an unanswered direct question pages after this
     webhook_url: str | None = None  # set → webhook mode instead of long polling
     webhook_secret: str | None = None
     webhook_port: int = 8443
@@ -88,6 +90,7 @@ def load_settings(
             values[name] = env[var]
     for name, kind, what in (("rasa_timeout", float, "TRIAGE_RASA_TIMEOUT must be a number of seconds"),
                              ("repage_minutes", float, "TRIAGE_REPAGE_MINUTES must be a number of minutes"),
+                             ("ask_timeout_minutes", float, "TRIAGE_ASK_TIMEOUT_MINUTES must be a number of minutes"),
                              ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number")):
         try:
             values[name] = kind(values[name])

@@ -573,6 +573,11 @@ class Store:
         row = self.conversation(conversation_id)
         return json.loads(row["ask_state"]) if row and row.get("ask_state") else None
 
+    def pending_asks(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(conversation, ask state) for every direct question still waiting for its answer."""
+        rows = self.db["conversations"].rows_where("ask_state is not null", order_by="id")
+        return [(row, json.loads(row["ask_state"])) for row in rows]
+
     def set_ask_state(self, conversation_id: str, state: dict[str, Any] | None) -> None:
         self.db["conversations"].update(
             conversation_id, {"ask_state": json.dumps(state) if state is not None else None})

@@ -130,6 +130,7 @@ class TelegramGateway:
         self.outbox = AlertOutbox(
             store, self.sender, settings.staff_chat_id, self.secret,
             repage_minutes=settings.repage_minutes, on_call=settings.on_call,
+            ask_timeout_minutes=settings.ask_timeout_minutes,
             after_hours=flows_config().is_after_hours,
         )
         self.pipeline = Pipeline(store, screener, rasa, TelegramSink(self), settings.region)

@@ -215,29 +215,37 @@ class _Arrays:
 
 
 def _fit_floors(v: _Arrays, page: float, budget: int, guard: _Arrays | None, guard_recall: float) -> np.ndarray | None:
-    """Greedy per-category rule floors: raise, one step at a time, the floor that removes false
+    """Greedy per-pattern rule floors: raise, one step at a time, the floor that removes false
     pages at the lowest cost in true pages — never below ``guard_recall`` on the guard set —
-    until the false pages (rules plus model pages) fit in ``budget``. None when they cannot."""
+    until the false pages (rules plus model pages) fit in ``budget``. None when they cannot.
+
+    A step raises one pattern's floor just above the score of the next false page it carries,
+    so the search is linear in the number of false pages."""
     floors = np.zeros(v.cats.shape[1])
+    blocked = np.zeros(v.cats.shape[1], dtype=bool)  # the guard set stops this pattern
     extra = v.model_pages(page)
+    guard_extra = guard.model_pages(page) if guard is not None else None
     current = v.rule_pages(floors) | extra
     while int((current & ~v.y).sum()) > budget:
         best = None
-        for c in range(v.cats.shape[1]):
-            steps = np.unique(v.p[v.rule & ~v.imminent & v.cats[:, c] & current & (v.p >= floors[c])])
-            for q in steps:
-                trial = floors.copy()
-                trial[c] = q + 1e-9
-                after = v.rule_pages(trial) | extra
-                fp_drop = int((current & ~v.y).sum() - (after & ~v.y).sum())
-                if fp_drop <= 0:
-                    continue
-                if guard is not None and guard.recall(guard.rule_pages(trial) | guard.model_pages(page)) < guard_recall:
-                    break  # this category cannot go higher without failing the guard set
-                tp_loss = int((current & v.y).sum() - (after & v.y).sum())
-                if best is None or tp_loss / fp_drop < best[0] - 1e-12:
-                    best = (tp_loss / fp_drop, trial, after)
-                break  # the lowest useful step for this category
+        false_pages = current & ~v.y & v.rule & ~v.imminent & ~extra
+        for c in np.flatnonzero(v.cats[false_pages].any(axis=0) & ~blocked):
+            scores = v.p[false_pages & v.cats[:, c] & (v.p >= floors[c])]
+            if not len(scores):
+                continue
+            trial = floors.copy()
+            trial[c] = float(scores.min()) + 1e-9
+            after = v.rule_pages(trial) | extra
+            fp_drop = int((current & ~v.y).sum() - (after & ~v.y).sum())
+            if fp_drop <= 0:
+                # another pattern still pages these rows: try the pattern's next false page later
+                continue
+            if guard is not None and guard.recall(guard.rule_pages(trial) | guard_extra) < guard_recall:
+                blocked[c] = True
+                continue
+            tp_loss = int((current & v.y).sum() - (after & v.y).sum())
+            if best is None or tp_loss / fp_drop < best[0] - 1e-12:
+                best = (tp_loss / fp_drop, trial, after)
         if best is None:
             return None
         _, floors, current = best
@@ -261,22 +269,23 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     keys = sorted({k for s in scored if s.rule_page for k in s.rule_categories})
     v = _Arrays(scored, risky, keys)
     g = _Arrays(guard_scored, guard_risky, keys) if guard_scored is not None else None
-    candidates = np.unique(np.concatenate([v.p[~v.y & ~v.any], [1.0 + 1e-6]]))[::-1]
+    negatives = np.sort(v.p[~v.y & ~v.any])[::-1]
     best = None
     for fp in sorted({page_fp, 0.05, 0.07, 0.1, 0.15, 0.2, 1.0}):
         budget = int(np.floor(fp * (~v.y).sum()))
-        for page in candidates[: budget + 2]:
+        # model page thresholds: just above the k-th highest `none` score without a rule cue
+        ks = sorted({int(k) for k in np.linspace(0, min(budget, len(negatives)), 13)})
+        for k in ks:
+            page = float(negatives[k - 1]) if k else (float(negatives[0]) + 1e-6 if len(negatives) else 1.0)
             if g is not None and g.false_rate(g.rule_pages(np.zeros(len(keys))) | g.model_pages(page)) > guard_fp:
                 continue
-            floors = _fit_floors(v, float(page), budget, g, guard_recall)
+            floors = _fit_floors(v, page, budget, g, guard_recall)
             if floors is None:
-                continue
-            if g is not None and g.recall(g.rule_pages(floors) | g.model_pages(page)) < guard_recall:
                 continue
             paged = v.rule_pages(floors) | v.model_pages(page)
             recall = v.recall(paged)
             if best is None or recall > best[0] + 1e-12:
-                best = (recall, float(page), floors, paged)
+                best = (recall, page, floors, paged)
         if best is not None:
             break
     if best is None:

@@ -144,3 +144,17 @@ def test_three_tiers_in_the_console(store, fake_screener, fake_rasa):
     assert "CLINICIAN ALERT · URGENT · case #1" in out.getvalue()
     run(pipeline.handle(Inbound(chat="other", text="RISK")))
     assert "CLINICIAN ALERT · URGENT · case #2" in out.getvalue()
+
+
+def test_an_unanswered_question_pages_after_the_timeout(store, fake_screener, fake_rasa, sink):
+    import datetime as dt
+
+    from bot.ask import page_unanswered
+
+    run(make(store, fake_screener, fake_rasa, sink).handle(Inbound(chat="j", text="UNSURE words")))
+    asked = dt.datetime.fromisoformat(store.ask_state("console:j")["asked_at"])
+    assert page_unanswered(store, asked + dt.timedelta(minutes=9), dt.timedelta(minutes=10)) == []
+    (record,) = page_unanswered(store, asked + dt.timedelta(minutes=10), dt.timedelta(minutes=10))
+    assert record.priority == "urgent" and "No answer for 10 min" in record.text and QUESTION in record.text
+    assert store.ask_state("console:j") is None and store.case(record.case_id)["paged"] == 1
+    assert page_unanswered(store, asked + dt.timedelta(hours=5), dt.timedelta(minutes=10)) == []
