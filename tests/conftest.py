@@ -10,6 +10,35 @@ import pytest
 
 os.environ["RASA_TELEMETRY_ENABLED"] = "false"
 
+
+def _always_open_flows_file() -> str:
+    """config/flows.yml with the clinic open all day, every day, for the servers tests start.
+
+    Whether a greeting starts the after-hours intake depends on the clock; the live tests
+    must pass at any hour (the after-hours routing is tested with an injected clock in
+    tests/actions/test_routing.py). Child servers inherit TRIAGE_FLOWS_FILE.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from bot.flows_config import DAYS, FLOWS_FILE
+
+    raw = yaml.safe_load(FLOWS_FILE.read_text(encoding="utf-8"))
+    raw["clinic_hours"]["open"] = {day: "00:00-24:00" for day in DAYS}
+    import atexit
+    import shutil
+
+    folder = tempfile.mkdtemp(prefix="triage-test-flows-")
+    atexit.register(shutil.rmtree, folder, True)
+    path = Path(folder) / "flows.yml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return str(path)
+
+
+os.environ["TRIAGE_FLOWS_FILE"] = _always_open_flows_file()
+
 from bot.pipeline import Alert, Reply  # noqa: E402
 from bot.rasa_client import RasaReply, RasaUnavailable  # noqa: E402
 from bot.storage import Store  # noqa: E402
