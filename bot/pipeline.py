@@ -215,12 +215,15 @@ class Pipeline:
             turn.card_sent = True
             await asyncio.gather(*steps)
         elif screening.get("tier") == "ask" and not stored.duplicate:
-            if self.store.ask_state(inbound.conversation_id) is None:
+            case = self.store.open_case(inbound.conversation_id)
+            if case is not None and case["paged"]:
+                pass  # a clinician is already paged for this chat (and a crisis flow may be running)
+            elif self.store.ask_state(inbound.conversation_id) is None:
                 await turn.ask(screening.get("ask_categories") or ["self_harm"],
                                screening.get("reason") or "The screen is unsure about this message.",
                                evidence=[f"{', '.join(screening.get('ask_categories') or [])}: "
-                                         f"{mark_cue(inbound.text, 0, len(inbound.text))}"])
-                turn.converse = False  # the question is this turn's reply
+                                         f"{mark_cue(inbound.text, 0, len(inbound.text))}"], forward=True)
+                turn.converse = False  # the question is this turn's reply; a "no" forwards the message
         return turn
 
     async def converse(self, turn: "Turn") -> None:
@@ -233,22 +236,26 @@ class Pipeline:
         pending = self.store.ask_state(inbound.conversation_id)
         if pending is not None and await self._answer(turn, pending):
             return
-        forwarded = neutralise(inbound.text)[:MAX_FORWARD_CHARS]
+        if await self._to_rasa(turn, inbound.text, screening) and screening["escalate"]:
+            await self._start_crisis_flow(turn, screening)
+
+    async def _to_rasa(self, turn: "Turn", text: str, screening: dict[str, Any]) -> bool:
+        """Send one client text to Rasa and emit its replies; False when Rasa did not answer."""
+        forwarded = neutralise(text)[:MAX_FORWARD_CHARS]
         if not forwarded.strip():
             await turn.reply(EMPTY_TEXT, kind="fallback")
-            return
-        metadata = {"screening": screening, "region": turn.region, "channel": inbound.channel}
+            return False
+        metadata = {"screening": screening, "region": turn.region, "channel": turn.inbound.channel}
         try:
-            replies = await self.rasa.send(inbound.conversation_id, forwarded, metadata)
+            replies = await self.rasa.send(turn.inbound.conversation_id, forwarded, metadata)
         except RasaUnavailable as exc:
             log.warning("Rasa unavailable (%s); sent the fail-safe reply", type(exc.__cause__).__name__)
             await turn.reply(FAILSAFE_TEXT, kind="fallback")
             if not turn.card_sent:
                 await turn.card(clinician_told=False)
-            return
+            return False
         await turn.dialogue(replies)
-        if screening["escalate"]:
-            await self._start_crisis_flow(turn, screening)
+        return True
 
     async def _answer(self, turn: "Turn", pending: dict[str, Any]) -> bool:
         """Read the client's answer to the direct question; return True when the turn is done.
@@ -271,6 +278,11 @@ class Pipeline:
         self.store.set_ask_state(conversation_id, None)
         if answer == NO:
             await turn.reply(config.thanks_no)
+            # The message the question interrupted goes to the dialogue now, so a client who
+            # wanted, say, to leave a message for the clinic carries on where they were.
+            held = self.store.message_text(pending["message_id"]) if pending.get("forward") else None
+            if held:
+                await self._to_rasa(turn, held, self.store.screening_for(pending["message_id"]) or {"escalate": False})
             return True
         said = {YES: "yes", DECLINED: "declined to answer"}.get(answer, "gave no clear answer")
         priority = "routine" if set(categories) <= {"third_party_concern"} else "urgent"
@@ -352,7 +364,9 @@ class Turn:
                 await self.escalate(from_payload(custom["escalate"]))
             elif isinstance(custom.get("ask"), dict):
                 # Rasa's NLU guessed a risk the screen did not page for: at most the ask tier.
-                if self.p.store.ask_state(self.inbound.conversation_id) is None and not self.screening.get("escalate"):
+                case = self.p.store.open_case(self.inbound.conversation_id)
+                if (self.p.store.ask_state(self.inbound.conversation_id) is None and not self.screening.get("escalate")
+                        and not (case is not None and case["paged"])):
                     raw = custom["ask"].get("categories")
                     categories = [c for c in raw if isinstance(c, str)] if isinstance(raw, list) else []
                     await self.ask(categories or ["self_harm"],
@@ -365,7 +379,7 @@ class Turn:
             elif item.text:
                 await self.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
 
-    async def ask(self, categories: list[str], reason: str, evidence: list[str]) -> None:
+    async def ask(self, categories: list[str], reason: str, evidence: list[str], forward: bool = False) -> None:
         """The ask tier: the card, a non-paging entry on the queue, and the direct question."""
         conversation_id = self.inbound.conversation_id
         if not self.card_sent and not self.p.store.card_sent_after(conversation_id, self.message_id):
@@ -378,7 +392,7 @@ class Turn:
         question = ask_config().question(categories)
         self.p.store.set_ask_state(conversation_id, {
             "categories": categories, "question": question, "asked": 1, "case": case_id,
-            "message_id": self.message_id, "evidence": evidence[:3], "asked_at": now(),
+            "message_id": self.message_id, "evidence": evidence[:3], "asked_at": now(), "forward": forward,
         })
         await self.reply(question, buttons=["Yes", "No"])
 

@@ -349,6 +349,10 @@ class Store:
             )
         )
 
+    def message_text(self, message_id: int) -> str | None:
+        rows = list(self.db["messages"].rows_where("id = ?", [message_id], select="text"))
+        return rows[0]["text"] if rows else None
+
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         rows = list(self.db["conversations"].rows_where("id = ?", [conversation_id]))
         return rows[0] if rows else None

@@ -63,7 +63,9 @@ def test_no_to_the_question_is_thanked_and_pages_nobody(store, fake_screener, fa
     pipeline = make(store, fake_screener, fake_rasa, sink)
     run(pipeline.handle(Inbound(chat="c", text="UNSURE words")))
     events = run(pipeline.handle(Inbound(chat="c", text="No, not at all")))
-    assert [e.text for e in events] == [ask_config().thanks_no]
+    # thanks, then the interrupted message goes to the dialogue after all
+    assert [e.text for e in events] == [ask_config().thanks_no, "hello from the dialogue"]
+    assert fake_rasa.calls[-1][1] == "UNSURE words"
     assert store.alerts() == [] and store.ask_state("console:c") is None
     later = run(pipeline.handle(Inbound(chat="c", text="ok thanks")))
     assert [e.text for e in later] == ["hello from the dialogue"]  # back to the dialogue
@@ -104,6 +106,23 @@ def test_an_nlu_guess_alone_asks_and_never_pages(store, fake_screener, fake_rasa
     assert kinds(events) == ["Reply:card", "Review", "Reply:reply"]
     assert events[2].text == ask_config().questions["harm_to_others"]
     assert store.alerts() == [] and store.case(events[1].case)["paged"] == 0
+
+
+def test_an_nlu_ask_is_not_forwarded_again_after_a_no(store, fake_screener, fake_rasa, sink):
+    fake_rasa.replies = [RasaReply(custom={"ask": {"categories": ["self_harm"]}})]
+    pipeline = make(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="k", text="a message rasa reads as risky")))
+    fake_rasa.replies = [RasaReply(text="hello from the dialogue")]
+    events = run(pipeline.handle(Inbound(chat="k", text="no")))
+    assert [e.text for e in events] == [ask_config().thanks_no] and len(fake_rasa.calls) == 1
+
+
+def test_no_question_while_a_clinician_is_already_paged(store, fake_screener, fake_rasa, sink):
+    pipeline = make(store, fake_screener, fake_rasa, sink)
+    run(pipeline.handle(Inbound(chat="l", text="RISK")))
+    events = run(pipeline.handle(Inbound(chat="l", text="UNSURE words, mid crisis flow")))
+    assert not any(isinstance(e, Review) for e in events) and store.ask_state("console:l") is None
+    assert fake_rasa.calls[-1][1] == "UNSURE words, mid crisis flow"  # the flow gets the answer
 
 
 def test_an_nlu_ask_after_a_page_this_turn_is_ignored(store, fake_screener, fake_rasa, sink):
