@@ -122,5 +122,11 @@ class Screener:
 
 @functools.lru_cache(maxsize=1)
 def get_screener() -> Screener:
-    """Return the process-wide screener (rules from ``config/screening``, the committed model)."""
-    return Screener()
+    """Return the process-wide screener (rules from ``config/screening``, the committed model).
+
+    ``TRIAGE_SCREEN_MODEL=off`` screens with the rules alone (two tiers, no *ask* from the
+    model): for tests of the dialogue flows, and for a clinic that wants no learned model.
+    """
+    import os
+
+    return Screener(model_dir=None if os.environ.get("TRIAGE_SCREEN_MODEL", "").lower() == "off" else True)

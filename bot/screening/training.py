@@ -127,7 +127,7 @@ def auc(y: np.ndarray, p: np.ndarray) -> float | None:
 
 
 def fit_head(x_train: np.ndarray, y_train: dict[str, np.ndarray], x_val: np.ndarray,
-             y_val: dict[str, np.ndarray]) -> tuple[Head, dict[str, float]]:
+             y_val: dict[str, np.ndarray], sample_weight: np.ndarray | None = None) -> tuple[Head, dict[str, float]]:
     """Fit one logistic regression per output; C chosen by validation AUC."""
     from sklearn.linear_model import LogisticRegression
 
@@ -142,7 +142,7 @@ def fit_head(x_train: np.ndarray, y_train: dict[str, np.ndarray], x_val: np.ndar
         best = None
         for c in C_GRID:
             model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=SEED)
-            model.fit(x_train, y)
+            model.fit(x_train, y, sample_weight=sample_weight)
             score = auc(y_val[name], model.predict_proba(x_val)[:, 1]) or 0.0
             if best is None or score > best[0] + 1e-9:
                 best = (score, c, model)

@@ -44,18 +44,24 @@ def test_indirect_disclosures_are_never_silent(screener):
         assert screener.screen(text).tier in ("page", "ask"), text
 
 
-def test_a_model_only_page_carries_a_model_signal_with_its_sentence(screener):
-    model_pages = [r for r in map(screener.screen, INDIRECT)
-                   if r.tier == "page" and not any(s.source == "rule" for s in r.signals)]
-    assert model_pages, "no indirect example paged on the model alone"
-    for result in model_pages:
-        assert result.escalate and result.categories and result.priority in ("routine", "urgent")
-        model_signals = [s for s in result.signals if s.source == "model"]
-        assert {s.category for s in model_signals} == set(result.categories)
-        for s in model_signals:
-            assert result.text[s.start:s.end] == s.cue and s.cue.strip() == s.cue and s.cue
-            assert s.score is not None and s.to_dict()["source"] == "model"
-        assert "risk model" in result.reason
+def test_a_model_only_page_carries_a_model_signal_with_its_sentence():
+    s = Screener()
+    text = "The weather was grey all week. There is nothing left for me here and I am ready now. See you."
+    assert s.rules.screen(text).signals == []  # nothing a rule names: the model alone decides
+    real = s.model.score(text)
+    forced = ModelScore(risk=min(1.0, s.thresholds["page"] + 1e-6), scores=real.scores, window=0)
+    s.model.score = lambda _: forced  # type: ignore[method-assign]
+    result = s.screen(text)
+    assert result.tier == "page" and result.escalate and result.categories
+    assert result.priority in ("routine", "urgent") and "risk model" in result.reason
+    model_signals = [sig for sig in result.signals if sig.source == "model"]
+    assert {sig.category for sig in model_signals} == set(result.categories)
+    for sig in model_signals:  # the sentence that carried the score, offsets into the original
+        assert text[sig.start:sig.end] == sig.cue == "There is nothing left for me here and I am ready now."
+        assert sig.to_dict()["source"] == "model" and sig.score is not None
+    from bot.escalation import evidence_from_screening
+
+    assert any("«There is nothing left for me here" in line for line in evidence_from_screening(text, result.to_dict()))
 
 
 def _with_score(screener: Screener, risk: float) -> Screener:

@@ -27,10 +27,12 @@ def test_blank_lines_are_skipped_and_regions_kept():
     assert (line.number, line.chat, line.text, line.region) == (2, "7", "hi", "UK")
 
 
-def run_simulate(rasa_stack, tmp_path, lines: list[dict]) -> list[dict]:
+def run_simulate(rasa_stack, tmp_path, lines: list[dict], model: str = "off") -> list[dict]:
+    """Run `triage simulate`; the dialogue tests screen with the rules alone unless model="on"."""
     script = tmp_path / "script.jsonl"
     script.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    env = dict(os.environ, TRIAGE_RASA_URL=rasa_stack.rasa_url, TRIAGE_DB=str(tmp_path / "sim.db"))
+    env = dict(os.environ, TRIAGE_RASA_URL=rasa_stack.rasa_url, TRIAGE_DB=str(tmp_path / "sim.db"),
+               TRIAGE_SCREEN_MODEL=model)
     result = subprocess.run([sys.executable, "-m", "bot.cli", "simulate", str(script)],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

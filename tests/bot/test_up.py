@@ -42,7 +42,8 @@ class Up:
         env = dict(os.environ,
                    TRIAGE_RASA_URL=f"http://127.0.0.1:{self.rasa_port}",
                    TRIAGE_ACTION_URL=f"http://127.0.0.1:{self.action_port}",
-                   TRIAGE_DB=str(tmp_path / "up.db"))
+                   TRIAGE_DB=str(tmp_path / "up.db"),
+                   TRIAGE_SCREEN_MODEL="off")  # the console and process handling, not the model's tiers
         env.pop("TELEGRAM_BOT_TOKEN", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "up"], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
