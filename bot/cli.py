@@ -180,7 +180,7 @@ def cmd_train_screener(args: argparse.Namespace) -> int:
     from bot.screening.data import LabelError
     from bot.screening.training import train
 
-    for name in ("corpus", "guard"):
+    for name in ("corpus", "guard", *(("finetuned",) if args.finetuned else ())):
         if not Path(getattr(args, name)).is_file():
             sys.stderr.write(f"triage train-screener: --{name} {getattr(args, name)}: no such file\n")
             return 2
@@ -191,6 +191,7 @@ def cmd_train_screener(args: argparse.Namespace) -> int:
         train(Path(args.corpus), Path(args.labels), Path(args.out), Path(args.guard),
               external_path=Path(args.external) if args.external else None,
               clinic_path=Path(args.clinic) if args.clinic else None,
+              finetuned=Path(args.finetuned) if args.finetuned else None,
               cache_path=None if args.no_cache else Path(args.cache),
               echo=lambda line: sys.stdout.write(line + "\n"))
     except LabelError as exc:
@@ -388,6 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="texts of the external rows (scripts/rebuild_external.py); skipped when absent")
     p.add_argument("--guard", default="../shared/corpus/heldout-shingles.txt", help="held-out shingles")
     p.add_argument("--clinic", help="the clinic's own labelled messages (stance labels or export-labels lines)")
+    p.add_argument("--finetuned", help="use this fine-tuned classifier.onnx (scripts/finetune_minilm.py) "
+                   "instead of fitting heads on the frozen encoder")
     p.add_argument("--out", default="config/screening/model", help="where head.json and the card go")
     p.add_argument("--cache", default="var/screener-embeddings.npz", help="embedding cache (owner-only)")
     p.add_argument("--no-cache", action="store_true", help="embed every row again")

@@ -60,15 +60,23 @@ def _sha256(path: Path) -> str:
 class Encoder:
     """all-MiniLM-L6-v2 on onnxruntime: text → 384-dimensional unit vectors."""
 
-    def __init__(self, model_dir: Path, onnx_path: Path | None = None, threads: int = 1) -> None:
+    def __init__(self, model_dir: Path, onnx_path: Path | None = None, threads: int = 1,
+                 sha256: str = ENCODER_SHA256, pooled: bool = True) -> None:
+        """Load the tokenizer and an ONNX file whose sha256 must match.
+
+        ``pooled=True``: the file is the sentence encoder (token states → mean-pooled unit
+        vectors). ``pooled=False``: the file is the fine-tuned classifier, whose output is
+        already the probabilities (scripts/finetune_minilm.py exports it).
+        """
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         onnx_path = onnx_path or encoder_path()
         if not onnx_path.exists():
-            raise ModelUnavailable(f"{onnx_path}: encoder file missing")
-        if _sha256(onnx_path) != ENCODER_SHA256:
-            raise ModelUnavailable(f"{onnx_path}: sha256 does not match the pinned encoder")
+            raise ModelUnavailable(f"{onnx_path}: model file missing")
+        if _sha256(onnx_path) != sha256:
+            raise ModelUnavailable(f"{onnx_path}: sha256 does not match the pinned model")
+        self.pooled = pooled
         tokenizer_path = model_dir / "tokenizer.json"
         if not tokenizer_path.exists():
             raise ModelUnavailable(f"{tokenizer_path}: tokenizer missing")
@@ -80,6 +88,7 @@ class Encoder:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
         self._cls = self.tokenizer.token_to_id("[CLS]")
         self._sep = self.tokenizer.token_to_id("[SEP]")
 
@@ -107,8 +116,10 @@ class Encoder:
         for i, w in enumerate(windows):
             ids[i, :len(w)] = w
             mask[i, :len(w)] = 1
-        hidden = self.session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                         "token_type_ids": np.zeros_like(ids)})[0]
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        if not self.pooled:
+            return hidden.astype(np.float64)  # the classifier's probabilities (windows × outputs)
         summed = (hidden * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1, None)
         return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
@@ -187,18 +198,30 @@ class RiskModel:
         if not head_path.exists():
             raise ModelUnavailable(f"{head_path}: head missing (run `triage train-screener`)")
         obj = json.loads(head_path.read_text(encoding="utf-8"))
-        self.head = Head.from_json(obj["head"])
         self.thresholds: dict[str, Any] = obj["thresholds"]
         self.category_threshold = float(obj.get("category_threshold", 0.5))
         self.version: str = obj.get("version", "")
-        self.encoder = encoder or Encoder(model_dir)
+        self.kind: str = obj.get("kind", "frozen")
+        self.outputs: tuple[str, ...] = tuple(obj.get("outputs") or obj["head"]["outputs"])
+        if self.kind == "finetuned":
+            # all-MiniLM-L6-v2 fine-tuned end to end, exported with its head as int8 ONNX
+            self.head = None
+            self.encoder = encoder or Encoder(model_dir, model_dir / "classifier.onnx",
+                                              sha256=obj["classifier_sha256"], pooled=False)
+        else:
+            self.head = Head.from_json(obj["head"])
+            self.encoder = encoder or Encoder(model_dir)
+
+    def probabilities(self, windows: np.ndarray) -> np.ndarray:
+        """(windows × outputs) probabilities from what the encoder returned for the windows."""
+        return windows if self.head is None else self.head.probabilities(windows)
 
     def score_vectors(self, vectors: np.ndarray) -> ModelScore:
         """Score the windows of one message: the riskiest window decides."""
-        probs = self.head.probabilities(vectors)
+        probs = self.probabilities(vectors)
         risk = combined_risk(probs)
         best = int(np.argmax(risk))
-        scores = {name: float(probs[:, i].max()) for i, name in enumerate(self.head.outputs) if name != "risk"}
+        scores = {name: float(probs[:, i].max()) for i, name in enumerate(self.outputs) if name != "risk"}
         return ModelScore(risk=float(risk[best]), scores=scores, window=best)
 
     def score(self, text: str) -> ModelScore:
@@ -224,7 +247,7 @@ class RiskModel:
             return start, start + len(stripped)
         spans = spans[:64]
         vectors = self.encoder._run([self.encoder._windows(text[s:e])[0] for s, e in spans])
-        probs = combined_risk(self.head.probabilities(vectors))
+        probs = combined_risk(self.probabilities(vectors))
         start, end = spans[int(np.argmax(probs))]
         while start < end and text[start].isspace():
             start += 1

