@@ -439,6 +439,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     scored = {s: score_rows(rules, [r.text for r in split_rows[s]], probs[s]) for s in SPLITS}
     val_rows = split_rows["validation"]
     dev = [json.loads(line) for line in dev_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dev = [d for d in dev if not guard.fails(d["text"])]  # the guard set is tuned on: guard it too
     dev_texts = [d["text"] for d in dev]
     dev_risky = [d["label"] != "none" for d in dev]
     dev_scored = score_rows(rules, dev_texts, window_probabilities(head, embed_windows(encoder, dev_texts, cache_path)))
