@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.escalation import AlertRecord, Escalation, escalate, mark_cue
+from bot.escalation import AlertRecord, Escalation, escalate
 from bot.screening.result import CATEGORIES
 from bot.storage import Store
 

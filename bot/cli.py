@@ -164,7 +164,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(rows, get_screener())
     if args.split is not None and not args.show_text:  # corpus rows stay out of terminals and logs
         for entry in report["misses"] + report["false_alarms"]:
-            entry["text"] = entry["text"][:0] + f"<{len(entry['text'])} characters>"
+            entry["text"] = f"<{len(entry['text'])} characters>"
     if args.json:
         sys.stdout.write(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     else:

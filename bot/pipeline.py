@@ -391,7 +391,7 @@ class Turn:
         await self.p.sink.review(event)
         question = ask_config().question(categories)
         self.p.store.set_ask_state(conversation_id, {
-            "categories": categories, "question": question, "asked": 1, "case": case_id,
+            "categories": categories, "question": question, "asked": 1,
             "message_id": self.message_id, "evidence": evidence[:3], "asked_at": now(), "forward": forward,
         })
         await self.reply(question, buttons=["Yes", "No"])

@@ -27,14 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bot.screening.model import Encoder  # noqa: E402
+from bot.screening.model import Encoder, combined_risk  # noqa: E402
 from bot.screening.result import CATEGORIES  # noqa: E402
 from bot.screening.rules import RuleScreener  # noqa: E402
 from bot.screening.training import (  # noqa: E402
     OUTPUTS,
     auc,
     choose_thresholds,
-    combine_risk,
     embed_windows,
     fit_head,
     mean_vectors,
@@ -127,7 +126,7 @@ def main() -> int:
                  "| model | " + " | ".join(CATEGORIES) + " |", "| --- |" + " --- |" * len(CATEGORIES)]
     for name, probs in models.items():
         # the frozen model's column 0 is already the screener's score (riskiest window, combined)
-        risk = {s: probs[s][:, 0] if "frozen" in name else combine_risk(probs[s]) for s in probs}
+        risk = {s: probs[s][:, 0] if "frozen" in name else combined_risk(probs[s]) for s in probs}
         y = {s: targets(split[s]) for s in ("validation", "test")}
         scored = {s: score_rows(rules, [r["text"] for r in split[s]], np.column_stack([risk[s], probs[s][:, 1:]]))
                   for s in ("validation", "test")}

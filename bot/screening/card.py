@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.screening.result import CATEGORIES
 
 SOURCES = """\
 | source | what | licence | text committed? |

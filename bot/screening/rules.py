@@ -36,7 +36,7 @@ from spacy.tokens import Doc
 
 from bot.screening.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
 from bot.screening.normalise import normalise, original_span
-from bot.screening.result import CATEGORIES, PRIORITIES, ScreeningResult, Signal
+from bot.screening.result import CATEGORIES, ScreeningResult, Signal
 
 __all__ = ["RuleScreener", "ScreeningConfigError"]
 

@@ -41,7 +41,6 @@ from bot.screening.data import (
     load_external,
     load_labelled,
     read_jsonl,
-    text_key,
 )
 from bot.screening.model import Encoder, Head, _sha256, combined_risk
 from bot.screening.result import CATEGORIES
@@ -64,7 +63,7 @@ class Scored:
     rule_page: bool
     rule_imminent: bool
     probs: dict[str, float]
-    rule_categories: tuple[str, ...] = ()  # the ids of the escalating rule patterns
+    rule_ids: tuple[str, ...] = ()  # the escalating rule patterns
     rule_any: bool = False  # the rules found a cue, escalating or not
 
 
@@ -106,11 +105,6 @@ def window_probabilities(head: Head, windows: Sequence[np.ndarray]) -> np.ndarra
         best = int(np.argmax(risk))
         rows.append([risk[best], *probs[:, 1:].max(axis=0)])
     return np.array(rows)
-
-
-def combine_risk(probs: np.ndarray) -> np.ndarray:
-    """Column 0 of text-level (rows × outputs) probabilities → the screener's risk score."""
-    return combined_risk(probs)
 
 
 def targets(rows: Sequence[Row]) -> dict[str, np.ndarray]:
@@ -162,7 +156,7 @@ def score_rows(rules: RuleScreener, texts: Sequence[str], probs: np.ndarray) -> 
             rule_page=ruled.escalate,
             rule_imminent=any(s.imminent for s in ruled.signals if s.escalates),
             probs={name: float(v) for name, v in zip(OUTPUTS, row)},
-            rule_categories=tuple(sorted({sig.rule for sig in ruled.signals if sig.escalates})),
+            rule_ids=tuple(sorted({sig.rule for sig in ruled.signals if sig.escalates})),
             rule_any=bool(ruled.signals),
         ))
     return out
@@ -173,9 +167,9 @@ def rule_pages(s: Scored, floors: dict[str, float]) -> bool:
     of one of its patterns (bot.screening.screener.Screener.decide, on numbers)."""
     if not s.rule_page:
         return False
-    if s.rule_imminent or not s.rule_categories:
+    if s.rule_imminent or not s.rule_ids:
         return True
-    return any(s.probs["risk"] >= floors.get(c, 0.0) for c in s.rule_categories)
+    return any(s.probs["risk"] >= floors.get(c, 0.0) for c in s.rule_ids)
 
 
 def tier_of(s: Scored, t: dict[str, Any]) -> str:
@@ -198,12 +192,12 @@ class _Arrays:
         self.rule = np.array([s.rule_page for s in scored], dtype=bool)
         self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
         self.any = np.array([s.rule_any for s in scored], dtype=bool)
-        self.cats = np.array([[k in s.rule_categories for k in keys] for s in scored], dtype=bool).reshape(-1, len(keys))
+        self.hits = np.array([[k in s.rule_ids for k in keys] for s in scored], dtype=bool).reshape(-1, len(keys))
         self.y = np.array(risky, dtype=bool)
 
     def rule_pages(self, floors: np.ndarray) -> np.ndarray:
-        reaches = (self.cats & (self.p[:, None] >= floors[None, :])).any(axis=1)
-        return self.rule & (self.imminent | ~self.cats.any(axis=1) | reaches)
+        reaches = (self.hits & (self.p[:, None] >= floors[None, :])).any(axis=1)
+        return self.rule & (self.imminent | ~self.hits.any(axis=1) | reaches)
 
     def model_pages(self, page: float) -> np.ndarray:
         return (self.p >= page) & ~self.any
@@ -222,16 +216,16 @@ def _fit_floors(v: _Arrays, page: float, budget: int, guard: _Arrays | None, gua
 
     A step raises one pattern's floor just above the score of the next false page it carries,
     so the search is linear in the number of false pages."""
-    floors = np.zeros(v.cats.shape[1])
-    blocked = np.zeros(v.cats.shape[1], dtype=bool)  # the guard set stops this pattern
+    floors = np.zeros(v.hits.shape[1])
+    blocked = np.zeros(v.hits.shape[1], dtype=bool)  # the guard set stops this pattern
     extra = v.model_pages(page)
     guard_extra = guard.model_pages(page) if guard is not None else None
     current = v.rule_pages(floors) | extra
     while int((current & ~v.y).sum()) > budget:
         best = None
         false_pages = current & ~v.y & v.rule & ~v.imminent & ~extra
-        for c in np.flatnonzero(v.cats[false_pages].any(axis=0) & ~blocked):
-            scores = v.p[false_pages & v.cats[:, c] & (v.p >= floors[c])]
+        for c in np.flatnonzero(v.hits[false_pages].any(axis=0) & ~blocked):
+            scores = v.p[false_pages & v.hits[:, c] & (v.p >= floors[c])]
             if not len(scores):
                 continue
             trial = floors.copy()
@@ -267,7 +261,7 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     reached). ``ask`` is then the highest threshold keeping page-or-ask recall ≥ ``ask_recall``
     on both sets (a demoted rule signal always asks).
     """
-    keys = sorted({k for s in scored if s.rule_page for k in s.rule_categories})
+    keys = sorted({k for s in scored if s.rule_page for k in s.rule_ids})
     v = _Arrays(scored, risky, keys)
     g = _Arrays(guard_scored, guard_risky, keys) if guard_scored is not None else None
     negatives = np.sort(v.p[~v.y & ~v.any])[::-1]
@@ -504,7 +498,3 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
          f"{c['page_or_ask_recall']:.3f}, pages on none {c['page_on_none']:.3f}")
     echo(f"done in {evaluation['training_seconds']} s")
     return evaluation
-
-
-def text_key_for(source: str, text: str) -> str:  # re-exported for scripts
-    return text_key(source, text)
