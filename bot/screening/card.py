@@ -90,7 +90,9 @@ def write_card(path: Path, ev: dict[str, Any]) -> None:
         "",
         *(_finetuned_lines(ev) if ev.get("model_kind") == "finetuned" else _frozen_lines(ev)),
         "- **Labels**: stance labels on real messages (docs/labelling.md); a row is risky when its stance is "
-        "`current` or `other`. (Adding 1,739 unlabelled `none` corpus rows as weak negatives at weight 0.5 "
+        "`current` or `other`, or when the writer tells of their own suicide attempt at any time (`past` with "
+        "`asq4`: a yes to ASQ item 4 is a positive screen, CLINICAL.md; 312 `past` rows were read for it twice, "
+        "independently: 9 and 9, the same rows, kappa 1.0). (Adding 1,739 unlabelled `none` corpus rows as weak negatives at weight 0.5 "
         "was tried and lowered validation AUC, 0.871 → 0.867: not used.)",
         "- **Risk score**: the mean of the `risk` head and the highest category head (one linear head reads the "
         "union of unlike categories worse).",

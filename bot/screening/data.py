@@ -68,15 +68,24 @@ class Row:
     annotator: str = ""
     licence: str = ""
     split: str = ""
+    asq4: bool = False  # the writer's own suicide attempt, at any time (ASQ item 4): escalates
 
     @property
     def risky(self) -> bool:
-        return self.stance in RISKY_STANCES
+        return self.stance in RISKY_STANCES or self.asq4
+
+    @property
+    def stance_group(self) -> str:
+        """The stance as reports group it: an own past attempt apart from other past rows."""
+        return "past (own attempt, ASQ 4)" if self.asq4 else self.stance
 
     @property
     def categories(self) -> list[str]:
-        """The escalation categories: the topics, when the stance escalates."""
-        return list(self.topics) if self.risky else []
+        """The escalation categories: the topics, when the stance escalates; self-harm for an
+        own past attempt (CLINICAL.md: a yes to ASQ item 4 is a positive screen, *urgent*)."""
+        if self.stance in RISKY_STANCES:
+            return list(self.topics)
+        return ["self_harm"] if self.asq4 else []
 
 
 class LabelError(ValueError):
@@ -93,6 +102,10 @@ def _check_label(where: str, obj: Any) -> tuple[str, list[str]]:
         raise LabelError(f"{where}: categories must be a list of {', '.join(CATEGORIES)}")
     if (stance == "unrelated") != (not cats):
         raise LabelError(f"{where}: categories must be empty exactly when the stance is 'unrelated'")
+    if obj.get("asq4", False) not in (True, False):
+        raise LabelError(f"{where}: asq4 must be true or false")
+    if obj.get("asq4") and (stance != "past" or "self_harm" not in cats):
+        raise LabelError(f"{where}: asq4 (an own past suicide attempt) needs stance 'past' and category self_harm")
     return stance, [c for c in CATEGORIES if c in cats]
 
 
@@ -164,7 +177,8 @@ def load_labelled(labels_dir: Path, corpus: dict[str, dict[str, Any]] | None, gu
                 refused += 1
                 continue
             rows[key] = Row(key, found["text"], found["source"], stance, cats,
-                            str(obj.get("annotator", "")), found.get("licence", ""))
+                            str(obj.get("annotator", "")), found.get("licence", ""),
+                            asq4=bool(obj.get("asq4", False)))
     for row in rows.values():
         row.split = split_of(row.key)
     _follow_parents(rows, corpus or {})
@@ -173,7 +187,7 @@ def load_labelled(labels_dir: Path, corpus: dict[str, dict[str, Any]] | None, gu
         "rows": len(ordered),
         "by_split": dict(Counter(r.split for r in ordered)),
         "by_source": dict(sorted(Counter(r.source for r in ordered).items())),
-        "by_stance": dict(Counter(r.stance for r in ordered).most_common()),
+        "by_stance": dict(Counter(r.stance_group for r in ordered).most_common()),
         "risky_by_category": {c: sum(1 for r in ordered if c in r.categories) for c in CATEGORIES},
         "risky": sum(r.risky for r in ordered),
     }
@@ -222,7 +236,8 @@ def load_clinic_rows(path: Path, guard: HeldOutGuard) -> tuple[list[Row], int]:
             refused += 1
             continue
         key = text_key("clinic", text)
-        rows.append(Row(key, text, "clinic", stance, cats, "clinic", "the clinic's own", split_of(key)))
+        rows.append(Row(key, text, "clinic", stance, cats, "clinic", "the clinic's own", split_of(key),
+                        asq4=bool(obj.get("asq4", False))))
     return rows, refused
 
 

@@ -52,7 +52,7 @@ _TOKEN_KEYS = frozenset({
     "IS_PUNCT", "IS_SPACE", "IS_STOP", "LIKE_NUM", "SHAPE", "OP", "LEX",
 })
 _OP_RE = re.compile(r"^(\?|\*|\+|!|\{\d*,?\d*\})$")
-_PATTERN_KEYS = frozenset({"id", "category", "pattern", "imminent", "experiencer", "subsumes", "source", "note"})
+_PATTERN_KEYS = frozenset({"id", "category", "pattern", "imminent", "explicit", "experiencer", "subsumes", "source", "note"})
 _LEXICON_KEYS = frozenset({"name", "words", "source", "note"})
 _RULE_KEYS = frozenset({
     "category", "literal", "pattern", "direction", "max_scope", "scope", "allowed_types",
@@ -267,6 +267,9 @@ class RuleScreener:
             compiler.load_lexicons(lexicons)
         self._patterns: dict[int, _PatternSpec] = {}
         self._rules: dict[int, ContextRule] = {}
+        # patterns that say the ASQ's own words (a wish to die, killing oneself, suicide, an
+        # attempt): when they escalate they always page; the model never demotes them to "ask"
+        self.explicit: set[str] = set()
         self._load_patterns(compiler)
         self._load_rules(compiler)
         self.context = ConText(self._rules)
@@ -294,6 +297,10 @@ class RuleScreener:
                 imminent = obj.get("imminent", False)
                 if not isinstance(imminent, bool):
                     raise ScreeningConfigError(f"{where}: 'imminent' must be true or false")
+                if not isinstance(obj.get("explicit", False), bool):
+                    raise ScreeningConfigError(f"{where}: 'explicit' must be true or false")
+                if obj.get("explicit"):
+                    self.explicit.add(pid)
                 experiencer = obj.get("experiencer")
                 if experiencer not in (None, "self", "other"):
                     raise ScreeningConfigError(f"{where}: 'experiencer' must be \"self\" or \"other\"")

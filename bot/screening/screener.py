@@ -4,7 +4,8 @@ ARCHITECTURE.md "Risk model": the rules (:mod:`bot.screening.rules`) find explic
 evidence spans and context; the model (:mod:`bot.screening.model`) scores what no rule names.
 The decision:
 
-- ``page`` — an escalating rule signal (explicit risk), or a model risk score at or above the
+- ``page`` — an escalating rule signal (explicit risk; a pattern marked ``explicit``, the ASQ's
+  own words, always pages), or a model risk score at or above the
   page threshold. ``escalate`` is true: card, alert, crisis flow.
 - ``ask`` — the model is unsure (score between the ask and page thresholds), or an explicit
   rule signal that is not imminent and that the model reads as unlikely: below the
@@ -91,7 +92,8 @@ class Screener:
             imminent = any(s.imminent for s in ruled.signals if s.escalates)
             floors = t.get("rule_floor", {})
             rules = {s.rule for s in ruled.signals if s.escalates}
-            if rules and not imminent and all(score.risk < floors.get(r, 0.0) for r in rules):
+            explicit = bool(rules & self.rules.explicit)
+            if rules and not imminent and not explicit and all(score.risk < floors.get(r, 0.0) for r in rules):
                 return replace(ruled, escalate=False, tier="ask", priority=None, categories=[],
                                ask_categories=list(ruled.categories), scores=scores,
                                reason=DEMOTED_REASON.format(score=score.risk))

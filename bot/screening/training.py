@@ -61,7 +61,7 @@ class Scored:
     """One row as the screen read it: rules' page and imminence, the model's probabilities."""
 
     rule_page: bool
-    rule_imminent: bool
+    rule_imminent: bool  # an imminent or explicit rule signal: pages whatever the model reads
     probs: dict[str, float]
     rule_ids: tuple[str, ...] = ()  # the escalating rule patterns
     rule_any: bool = False  # the rules found a cue, escalating or not
@@ -154,7 +154,7 @@ def score_rows(rules: RuleScreener, texts: Sequence[str], probs: np.ndarray) -> 
         ruled = rules.screen(text)
         out.append(Scored(
             rule_page=ruled.escalate,
-            rule_imminent=any(s.imminent for s in ruled.signals if s.escalates),
+            rule_imminent=any(s.imminent or s.rule in rules.explicit for s in ruled.signals if s.escalates),
             probs={name: float(v) for name, v in zip(OUTPUTS, row)},
             rule_ids=tuple(sorted({sig.rule for sig in ruled.signals if sig.escalates})),
             rule_any=bool(ruled.signals),
@@ -444,7 +444,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         rows = split_rows[split]
         tiers = [tier_of(s, thresholds) for s in scored[split]]
         rep = tier_report(tiers, [r.risky for r in rows],
-                          {"source": [r.source for r in rows], "stance": [r.stance for r in rows]},
+                          {"source": [r.source for r in rows], "stance": [r.stance_group for r in rows]},
                           [r.categories for r in rows])
         rep["auc_risk"] = auc(ys[split]["risk"], probs[split][:, 0])  # the combined risk score
         rep["auc_by_category"] = {c: auc(ys[split][c], probs[split][:, i + 1]) for i, c in enumerate(CATEGORIES)}

@@ -84,17 +84,31 @@ def test_tiers_follow_the_thresholds():
 
 def test_an_explicit_rule_signal_pages_unless_the_model_reads_it_as_unlikely():
     s = Screener()
-    text = "I want to kill myself"
+    text = "my boyfriend is abusive"
     rules = {sig.rule for sig in s.rules.screen(text).signals if sig.escalates}
+    assert rules and not rules & s.rules.explicit
     s.model.thresholds = {**s.thresholds, "rule_floor": {r: 0.5 for r in rules}}
     assert _with_score(s, 0.51).screen(text).tier == "page"
     low = _with_score(s, 0.2).screen(text)
-    assert low.tier == "ask" and low.ask_categories == ["self_harm"] and not low.escalate
+    assert low.tier == "ask" and low.ask_categories == ["being_harmed"] and not low.escalate
     assert "explicit cue" in low.reason
     # imminence always pages, whatever the model says
     imminent = "I'm going to kill myself tonight"
     s.model.thresholds["rule_floor"].update({sig.rule: 0.9 for sig in s.rules.screen(imminent).signals})
     assert _with_score(s, 0.0).screen(imminent).tier == "page"
+
+
+def test_the_asqs_own_words_always_page_whatever_the_model_reads():
+    """A pattern marked explicit (a wish to die, killing oneself, suicide and its slang, an
+    attempt) is never demoted to "ask", even with a floor above the model's score."""
+    s = Screener()
+    for text in ("I want to kill myself", "thinking about sewerslide again", "i want to die",
+                 "i tried to kill myself last year"):
+        rules = {sig.rule for sig in s.rules.screen(text).signals if sig.escalates}
+        assert rules & s.rules.explicit, text
+        s.model.thresholds = {**s.thresholds, "rule_floor": {r: 0.99 for r in rules}}
+        result = _with_score(s, 0.01).screen(text)
+        assert result.tier == "page" and result.escalate and "self_harm" in result.categories, text
 
 
 def test_a_broken_model_leaves_the_rules_in_charge():
