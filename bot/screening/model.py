@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bot.screening.normalise import normalise
+from bot.screening.respell import read
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,9 @@ class Encoder:
         """Word-piece ids of the text in windows of at most MAX_TOKENS with [CLS]/[SEP]."""
         clean = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates → "?"
         # The encoder reads what the rules read: look-alikes, leetspeak, zero-width characters
-        # and letter runs folded (bot.screening.normalise), so "kіll" (Cyrillic і) is "kill".
-        ids = self.tokenizer.encode(normalise(clean)[0], add_special_tokens=False).ids
+        # and letter runs folded (bot.screening.normalise), so "kіll" (Cyrillic і) is "kill";
+        # text-speak, joined words and typos in risk words respelled (bot.screening.respell).
+        ids = self.tokenizer.encode(read(clean)[0], add_special_tokens=False).ids
         body = MAX_TOKENS - 2
         if len(ids) <= body:
             return [[self._cls, *ids, self._sep]]

@@ -6,7 +6,9 @@ invariant 1). The screen never depends on Rasa and never raises on any ``str``.
 How a message is screened (see docs/screening.md):
 
 1. :func:`bot.screening.normalise.normalise` folds look-alikes, leetspeak, curly quotes, zero-width
-   characters and letter runs, keeping an offset map to the original text;
+   characters and letter runs, keeping an offset map to the original text; then
+   :class:`bot.screening.respell.Respeller` reads text-speak, joined words, dots and spaced
+   letters between words, and typos in the risk vocabulary, keeping the map;
 2. the normalised text is tokenised with ``spacy.blank("en")`` (no tokenizer exceptions, so
    ``don't`` and ``gonna`` stay one token); each risk pattern of
    ``config/screening/patterns/*.jsonl`` has its own small ``Matcher``, run only when the
@@ -36,6 +38,7 @@ from spacy.tokens import Doc
 
 from bot.screening.context import CONTEXT_CATEGORIES, ConText, ContextRule, Flags, Span
 from bot.screening.normalise import normalise, original_span
+from bot.screening.respell import respeller
 from bot.screening.result import CATEGORIES, ScreeningResult, Signal
 
 __all__ = ["RuleScreener", "ScreeningConfigError"]
@@ -252,6 +255,7 @@ class RuleScreener:
 
             config_dir = CONFIG_DIR / "screening"
         self.config_dir = Path(config_dir)
+        self.respeller = respeller(self.config_dir)  # how people type (bot.screening.respell)
         self.nlp = _make_nlp()
         # One small Matcher per risk pattern, run only when the message contains one of the
         # pattern's anchor words (a word every match must contain): most patterns are skipped
@@ -375,7 +379,7 @@ class RuleScreener:
         """Screen one message (may raise on a defect; see :meth:`screen`)."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
-        normal, offsets = normalise(text)
+        normal, offsets = self.respeller.respell(*normalise(text), text)
         if not normal.strip():
             return ScreeningResult(text=text)
         doc = self.nlp.tokenizer(normal)

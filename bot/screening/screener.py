@@ -131,4 +131,6 @@ def get_screener() -> Screener:
     """
     import os
 
-    return Screener(model_dir=None if os.environ.get("TRIAGE_SCREEN_MODEL", "").lower() == "off" else True)
+    screener = Screener(model_dir=None if os.environ.get("TRIAGE_SCREEN_MODEL", "").lower() == "off" else True)
+    screener.rules.respeller.warm()  # the word segmenter loads in the background, not on a client's message
+    return screener

@@ -43,6 +43,7 @@ from bot.screening.data import (
     read_jsonl,
 )
 from bot.screening.model import Encoder, Head, _sha256, combined_risk
+from bot.screening.respell import read
 from bot.screening.result import CATEGORIES
 from bot.screening.rules import RuleScreener
 
@@ -75,7 +76,9 @@ def embed_windows(encoder: Encoder, texts: Sequence[str], cache_path: Path | Non
             keys, counts, flat = data["keys"].tolist(), data["counts"], data["vectors"]
         ends = np.cumsum(counts)
         cache = {k: flat[e - n:e] for k, n, e in zip(keys, counts, ends)}
-    keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    # keyed by what the encoder reads (bot.screening.respell.read), so a change in the reading
+    # embeds the text again
+    keys = [hashlib.sha1(read(t)[0].encode("utf-8")).hexdigest() for t in texts]
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in cache}.items())
     if todo:
         for (k, _), v in zip(todo, encoder.embed_many([t for _, t in todo])):
