@@ -38,8 +38,8 @@ from bot.rasa_client import RasaClient  # noqa: E402
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.storage import Store  # noqa: E402
-from bot.telegram_gateway import TelegramGateway  # noqa: E402
+from bot.store import Store  # noqa: E402
+from bot.telegram.gateway import TelegramGateway, running  # noqa: E402
 
 STAFF = -100777
 BENIGN = [
@@ -157,11 +157,8 @@ async def run(rasa_url: str, quick: bool) -> str:
         gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
         bench = Bench(api, store)
         lines = []
-        async with gateway.app:
-            gateway.sender.start()
-            gateway.outbox.start()
-            poller = asyncio.create_task(gateway.poll(timeout=1))
-            try:
+        try:
+            async with running(gateway, lambda: gateway.poll(timeout=1)):
                 await bench.concurrent(2, 2)  # warm-up
                 for conversations in (1, 10, 50):
                     turns = 3 if quick else (20 if conversations == 1 else 5)
@@ -179,13 +176,8 @@ async def run(rasa_url: str, quick: bool) -> str:
                     f" chats answered {t['chats_answered']}/{t['chats']},"
                     f" positive screens {t['positives']} (risky messages sent {t['risky_sent']}),"
                     f" alerted {t['alerted']}")
-            finally:
-                poller.cancel()
-                await asyncio.gather(poller, return_exceptions=True)
-                await gateway.drain()
-                await gateway.outbox.stop()
-                await gateway.sender.stop()
-                await rasa.close()
+        finally:
+            await rasa.close()
         return "\n".join(lines)
 
 

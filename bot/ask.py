@@ -20,7 +20,7 @@ import yaml
 
 from bot.escalation import AlertRecord, Escalation, escalate
 from bot.screening.result import CATEGORIES
-from bot.storage import Store
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from bot.settings import Settings, SettingsError, load_settings
-from bot.storage import StorageError
+from bot.store import StorageError
 
 if TYPE_CHECKING:
     from bot.servers import RasaStack
@@ -71,7 +71,7 @@ async def _gateway_until_signal(settings: Settings, stack: RasaStack) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if settings.telegram_token:
-        from bot.telegram_gateway import run_telegram
+        from bot.telegram.gateway import run_telegram
 
         sys.stderr.write("triage up: Telegram gateway running; Ctrl-C to stop\n")
         code = await run_telegram(settings, stack.rasa_url, stop, stack.dead_child)
@@ -103,7 +103,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if settings.telegram_token:
-            from bot.telegram_gateway import run_telegram
+            from bot.telegram.gateway import run_telegram
 
             return await run_telegram(settings, settings.rasa_url, stop)
         from bot.console import run_console
@@ -230,7 +230,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _store():
-    from bot.storage import Store
+    from bot.store import Store
 
     return Store(load_settings().db_path)
 

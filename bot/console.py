@@ -16,7 +16,7 @@ from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack
 from bot.settings import Settings
-from bot.storage import Store
+from bot.store import Store
 
 ALERT_RULE = "!" * 64
 
@@ -35,6 +35,7 @@ class ConsoleSink:
         self.out.flush()
 
     async def alert(self, event: Alert) -> bool:
+        """Print the alert: delivered (the person at the terminal is also the clinic)."""
         head = f" CLINICIAN ALERT · {event.priority.upper()} · case #{event.case} "
         self.out.write(f"\n{head:!^64}\n")
         for line in event.text.splitlines():
@@ -47,7 +48,7 @@ class ConsoleSink:
         self.out.write(f"\n[review · case #{event.case} · not paged] {', '.join(event.categories)}: {event.text}\n\n")
         self.out.flush()
 
-    async def relay(self, inbound, clinician: str, message_id: int) -> None:
+    async def relay(self, text: str, conversation_id: str, clinician: str, message_id: int) -> None:
         self.out.write(f"(relayed to clinician {clinician})\n")
         self.out.flush()
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.storage import PRIORITY_RANK, Store
+from bot import cases
+from bot.store import Store
+from bot.terms import PRIORITIES, PRIORITY_RANK
 
-PRIORITY_LABEL = {"routine": "ROUTINE", "urgent": "URGENT", "imminent": "IMMINENT"}
+PRIORITY_LABEL = {p: p.upper() for p in PRIORITIES}
 RECENT_MESSAGES = 4  # the client's last messages quoted in an alert
 EVIDENCE_WINDOW = 160  # characters of context either side of a cue in an alert
 
@@ -101,7 +103,8 @@ def escalate(
 ) -> AlertRecord:
     """Open or raise the conversation's case and record the alert durably (the outbox)."""
     priority = escalation.priority if escalation.priority in PRIORITY_RANK else "urgent"
-    case, opened = store.open_or_raise_case(
+    case, opened = cases.open_or_raise(
+        store,
         conversation_id,
         priority,
         escalation.categories,
@@ -133,7 +136,8 @@ def record_review(
     message_id: int | None,
 ) -> int:
     """The *ask* tier's entry on the case queue: a routine case that pages nobody; its id."""
-    case, _ = store.open_or_raise_case(
+    case, _ = cases.open_or_raise(
+        store,
         conversation_id,
         "routine",
         categories,

@@ -13,12 +13,8 @@ import json
 import re
 from typing import Any, Iterable
 
-from bot.storage import Store, now
-
-CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
-PRIORITIES = ("routine", "urgent", "imminent")
-STATUSES = ("open", "claimed", "resolved")
-LABEL_KINDS = ("missed_risk", "false_alarm", "confirmed")
+from bot.store import Store
+from bot.terms import CATEGORIES, OPEN_STATUSES, PRIORITIES, STATUSES
 
 
 class ReviewError(ValueError):
@@ -46,31 +42,14 @@ def list_cases(
         raise ReviewError(f"priority must be one of {', '.join(PRIORITIES)}")
     if category not in (None, *CATEGORIES):
         raise ReviewError(f"category must be one of {', '.join(CATEGORIES)}")
-    where, params = [], []
-    if status is None:
-        where.append("status in ('open', 'claimed')")
-    elif status != "all":
-        where.append("status = ?")
-        params.append(status)
-    if priority:
-        where.append("priority = ?")
-        params.append(priority)
-    if category:
-        where.append("exists (select 1 from json_each(cases.categories) where value = ?)")
-        params.append(category)
-    if since:
-        where.append("opened_at >= ?")
-        params.append(_date(since))
-    if until:
-        where.append("opened_at < ?")
-        params.append(_date(until, end=True))
-    sql = "select * from cases" + (" where " + " and ".join(where) if where else "")
-    sql += (" order by case priority when 'imminent' then 0 when 'urgent' then 1 else 2 end,"
-            " opened_at, id")
-    rows = []
-    for row in store.db.query(sql, params):
+    rows = store.find_cases(
+        statuses=OPEN_STATUSES if status is None else None if status == "all" else [status],
+        priority=priority, category=category,
+        opened_from=_date(since) if since else None,
+        opened_before=_date(until, end=True) if until else None,
+    )
+    for row in rows:
         row["categories"] = json.loads(row["categories"] or "[]")
-        rows.append(row)
     return rows
 
 
@@ -123,17 +102,9 @@ def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
         raise LookupError(f"there is no case #{case_id}")
     store.audit(actor, "transcript", f"case:{case_id}")
     conversation_id = case["conversation_id"]
-    screenings = {
-        row["message_id"]: row
-        for row in store.db.query(
-            "select s.* from screenings s join messages m on m.id = s.message_id"
-            " where m.conversation_id = ?", [conversation_id])
-    }
+    screenings = store.screenings_of(conversation_id)
     labels: dict[int, list[dict[str, Any]]] = {}
-    for row in store.db.query(
-        "select l.* from labels l join messages m on m.id = l.message_id"
-        " where m.conversation_id = ? order by l.id", [conversation_id]
-    ):
+    for row in store.labels_of(conversation_id):
         labels.setdefault(row["message_id"], []).append(
             {"label": row["label"], "kind": row["kind"], "actor": row["actor"], "at": row["created_at"]})
     messages = []
@@ -334,12 +305,10 @@ def annotate(
         if message_id not in inbound:
             raise ReviewError(f"message #{message_id} is not a client message of case #{case_id}")
     with store.write():
-        for (message_id, label), kind in specs:
-            store.db["labels"].insert({"message_id": message_id, "case_id": case_id, "label": label,
-                                       "kind": kind, "actor": actor, "created_at": now()})
+        store.add_labels(case_id, actor, [(message_id, label, kind) for (message_id, label), kind in specs])
         details = {k: v for k, v in {"outcome": outcome, "note": note,
                                      "labels": [[m, lab, k] for (m, lab), k in specs]}.items() if v}
-        store.transition_case(case_id, "annotated", actor, {}, details)
+        store.change_case(case_id, "annotated", actor, {}, details)
         store.audit(actor, "annotate", f"case:{case_id}")
     return store.case(case_id)
 
@@ -347,11 +316,8 @@ def annotate(
 def export_labels(store: Store, actor: str) -> list[dict[str, str]]:
     """Clinician-labelled messages as ``triage eval`` rows: {"text", "label"} (latest label wins)."""
     store.audit(actor, "export-labels", "labels")
-    rows = store.db.query(
-        "select m.id, m.text, l.label, l.kind from labels l join messages m on m.id = l.message_id"
-        " order by l.id")
     latest: dict[int, dict[str, str]] = {}
-    for row in rows:
+    for row in store.labelled_messages():
         latest[row["id"]] = {"text": row["text"], "label": row["label"], "kind": row["kind"]}
     return list(latest.values())
 
@@ -376,50 +342,12 @@ def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = Fa
     audit log is kept (it holds no message text) and gains an entry for the purge.
     """
     cutoff = (dt.datetime.now(dt.timezone.utc) - older_than).isoformat()
-    cases = list(store.db.query(
-        "select id, conversation_id from cases where status = 'resolved' and resolved_at < ?", [cutoff]))
-    conversations = {c["conversation_id"] for c in cases}
-    keep = {r["conversation_id"] for r in store.db.query(
-        "select conversation_id from cases where status != 'resolved' or resolved_at >= ?", [cutoff])}
-    drop = sorted(conversations - keep)
-    counts = {"cases": len(cases), "conversations": len(drop), "messages": 0}
-    if drop:
-        marks = ",".join("?" for _ in drop)
-        counts["messages"] = store.db.execute(
-            f"select count(*) from messages where conversation_id in ({marks})", drop).fetchone()[0]
-    if dry_run:
-        return counts
-    case_ids = [c["id"] for c in cases]
-    with store.write():
-        if case_ids:
-            cm = ",".join("?" for _ in case_ids)
-            for table in ("case_events", "alerts", "labels"):
-                store.db.execute(f"delete from {table} where case_id in ({cm})", case_ids)
-            store.db.execute(f"delete from cases where id in ({cm})", case_ids)
-        if drop:
-            marks = ",".join("?" for _ in drop)
-            msg_ids = f"select id from messages where conversation_id in ({marks})"
-            store.db.execute(f"delete from labels where message_id in ({msg_ids})", drop)
-            store.db.execute(f"delete from screenings where message_id in ({msg_ids})", drop)
-            store.db.execute(f"delete from messages where conversation_id in ({marks})", drop)
-            store.db.execute(f"delete from conversations where id in ({marks})", drop)
-            chats = [c.split(":", 1)[1] for c in drop if c.startswith("telegram:")]
-            for chat in chats:  # raw updates carry the text too
-                store.db.execute(
-                    "delete from updates where status = 'done' and"
-                    " (json_extract(raw, '$.message.chat.id') = ?"
-                    " or json_extract(raw, '$.edited_message.chat.id') = ?)", [int(chat), int(chat)])
+    counts = store.purge_resolved(cutoff, dry_run=dry_run)
+    if not dry_run:
         store.audit(actor, "purge", json.dumps({"older_than_days": older_than.days, **counts}))
     return counts
 
 
 def audit_entries(store: Store, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-    where, params = [], []
-    if actor:
-        where.append("actor = ?")
-        params.append(actor)
-    if since:
-        where.append("created_at >= ?")
-        params.append(_date(since))
-    sql = "select * from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id"
-    return list(store.db.query(sql, params))
+    """The audit log, oldest first, by one actor and/or from a date on."""
+    return store.audit_entries(actor, _date(since) if since else None)

@@ -19,7 +19,7 @@ from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack, rasa_is_up
 from bot.settings import Settings
-from bot.storage import Store
+from bot.store import Store
 
 SCRIPT_KEYS = {"chat", "text", "region"}
 
@@ -87,8 +87,8 @@ class JsonLinesSink:
     async def review(self, event: Review) -> None:
         self._write(event.to_json())
 
-    async def relay(self, inbound, clinician: str, message_id: int) -> None:
-        self._write({"type": "relay", "chat": inbound.chat, "clinician": clinician})
+    async def relay(self, text: str, conversation_id: str, clinician: str, message_id: int) -> None:
+        self._write({"type": "relay", "chat": conversation_id.split(":", 1)[1], "clinician": clinician})
 
     def _write(self, obj: dict) -> None:
         self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")

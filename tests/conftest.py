@@ -41,7 +41,7 @@ os.environ["TRIAGE_FLOWS_FILE"] = _always_open_flows_file()
 
 from bot.pipeline import Alert, Reply  # noqa: E402
 from bot.rasa_client import RasaReply, RasaUnavailable  # noqa: E402
-from bot.storage import Store  # noqa: E402
+from bot.store import Store  # noqa: E402
 
 
 @dataclass

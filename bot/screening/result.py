@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
-PRIORITIES = ("routine", "urgent", "imminent")
-TIERS = ("page", "ask", "none")
+from bot.terms import CATEGORIES, PRIORITIES, TIERS  # noqa: F401 - re-exported for the screening modules
 
 
 @dataclass(frozen=True)

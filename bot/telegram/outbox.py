@@ -20,8 +20,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
 from bot.ask import page_unanswered
-from bot.storage import Store, now
-from bot.telegram_send import PRIORITY_ALERT, Sender, escape
+from bot.store import Store, now
+from bot.telegram.send import PRIORITY_ALERT, Sender, escape
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,11 @@ def alert_html(alert: dict[str, Any]) -> str:
     head, _, rest = alert["text"].partition("\n")
     stamp = alert["created_at"][:19].replace("T", " ")
     return f"<b>{escape(head)}</b>\n{escape(rest)}\nTime: {stamp} UTC"
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """How long to wait before the next try after ``attempts`` failed ones: doubling, capped."""
+    return dt.timedelta(seconds=min(2.0 ** attempts, MAX_BACKOFF))
 
 
 def _parse(stamp: str) -> dt.datetime:
@@ -149,21 +154,13 @@ class AlertOutbox:
             )
         except Exception as exc:  # noqa: BLE001 - recorded; the row stays undelivered
             attempts = (alert["attempts"] or 0) + 1
-            backoff = min(2.0 ** attempts, MAX_BACKOFF)
-            retry_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=backoff)).isoformat()
-            self.store.db["alerts"].update(
-                alert["id"],
-                {"attempts": attempts, "last_error": type(exc).__name__, "next_attempt_at": retry_at},
-            )
+            retry_at = (dt.datetime.now(dt.timezone.utc) + backoff(attempts)).isoformat()
+            self.store.alert_failed(alert["id"], type(exc).__name__, retry_at)
             log.error("alert %s not delivered (attempt %s): %s", alert["id"], attempts, type(exc).__name__)
             return False
         finally:
             self._sending.discard(alert["id"])
-        self.store.db["alerts"].update(
-            alert["id"],
-            {"delivered_at": now(), "attempts": (alert["attempts"] or 0) + 1,
-             "telegram_message_id": messages[-1].message_id},
-        )
+        self.store.alert_delivered(alert["id"], messages[-1].message_id)
         return True
 
     def schedule_repages(self) -> None:
@@ -182,9 +179,8 @@ class AlertOutbox:
                 f"Categories: {case['categories']}. Press Claim, or send /claim {case['id']}."
             )
             with self.store.write():
-                self.store.db["cases"].update(case["id"], {"pages": pages, "last_paged_at": now()})
-                alert_id = self.store.record_alert(case["id"], case["priority"], [], text, None)
-                self.store.db["alerts"].update(alert_id, {"kind": "repage"})
+                self.store.mark_paged(case["id"], pages)
+                self.store.record_alert(case["id"], case["priority"], [], text, None, kind="repage")
                 if self.on_call and self.after_hours():
-                    dm = self.store.record_alert(case["id"], case["priority"], [], text, None)
-                    self.store.db["alerts"].update(dm, {"kind": "repage", "target_chat": self.on_call})
+                    self.store.record_alert(case["id"], case["priority"], [], text, None,
+                                            kind="repage", target_chat=self.on_call)
