@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import cases
+from bot.screening.result import escalates
 from bot.store import Store
 from bot.terms import PRIORITIES, PRIORITY_RANK
 
@@ -51,12 +52,10 @@ def mark_cue(text: str, start: int, end: int, window: int = EVIDENCE_WINDOW) -> 
 
 
 def evidence_from_screening(text: str, result: dict[str, Any]) -> list[str]:
-    """One marked excerpt per escalating signal (negated/figurative ones are left out)."""
+    """One marked excerpt per escalating signal of a paged category (the screen's own answer)."""
     out: list[str] = []
     for signal in result.get("signals", []):
-        if signal.get("category") not in result.get("categories", []):
-            continue
-        if signal.get("negated") or signal.get("hypothetical") or signal.get("figurative"):
+        if signal.get("category") not in result.get("categories", []) or not escalates(signal):
             continue
         excerpt = f"{signal['category']}: {mark_cue(text, signal['start'], signal['end'])}"
         if excerpt not in out:

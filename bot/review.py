@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any, Iterable
 
+from bot.screening.result import escalates
 from bot.store import Store
 from bot.terms import CATEGORIES, OPEN_STATUSES, PRIORITIES, STATUSES
 
@@ -80,8 +81,7 @@ def case_summary(case: dict[str, Any]) -> str:
 def _escalating_spans(signals: list[dict[str, Any]], length: int) -> list[tuple[int, int]]:
     spans = sorted({
         (s["start"], s["end"]) for s in signals
-        if not (s.get("negated") or s.get("hypothetical") or s.get("figurative"))
-        and 0 <= s["start"] < s["end"] <= length
+        if escalates(s) and 0 <= s["start"] < s["end"] <= length
     })
     merged: list[tuple[int, int]] = []
     for start, end in spans:  # overlapping cues become one highlighted span
