@@ -142,7 +142,7 @@ class Bench:
                 "risky_sent": risky_expected}
 
 
-async def run(rasa_url: str, quick: bool) -> str:
+async def run(rasa_url: str, rasa_token: str | None, quick: bool) -> str:
     with FakeBotApi() as api, tempfile.TemporaryDirectory() as tmp:
         settings = load_settings({
             "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
@@ -150,7 +150,7 @@ async def run(rasa_url: str, quick: bool) -> str:
             "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url,
         }, clinic_file=None)
         store = Store(settings.db_path)
-        rasa = RasaClient(rasa_url, timeout=30)
+        rasa = RasaClient(rasa_url, timeout=30, token=rasa_token)
         # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the
         # fake API has no caps and the benchmark measures this machine, so they are lifted.
         unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
@@ -191,10 +191,10 @@ def main() -> None:
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
     if args.rasa_url:
-        body = asyncio.run(run(args.rasa_url, args.quick))
+        body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick))
     else:
         with RasaStack() as stack:
-            body = asyncio.run(run(stack.rasa_url, args.quick))
+            body = asyncio.run(run(stack.rasa_url, stack.token, args.quick))
     report = header + "\n" + body + "\n"
     print(report, end="")
     if not args.quick:

@@ -47,6 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = RasaStack(
         rasa_port=port_of(settings.rasa_url, 5005),
         action_port=port_of(settings.action_url, 5055),
+        token=settings.rasa_token,
     )
     sys.stderr.write("triage up: starting the action server and the Rasa server…\n")
     try:
@@ -74,7 +75,7 @@ async def _gateway_until_signal(settings: Settings, stack: RasaStack) -> int:
         from bot.telegram.gateway import run_telegram
 
         sys.stderr.write("triage up: Telegram gateway running; Ctrl-C to stop\n")
-        code = await run_telegram(settings, stack.rasa_url, stop, stack.dead_child)
+        code = await run_telegram(settings, stack.rasa_url, stack.token, stop, stack.dead_child)
         if code:
             sys.stderr.write(f"triage up: {stack.dead_child()}\n")
         return code
@@ -92,7 +93,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from bot.servers import rasa_is_up
 
     settings = load_settings()
-    if not rasa_is_up(settings.rasa_url):
+    if not rasa_is_up(settings.rasa_url, settings.rasa_token):
         sys.stderr.write(f"triage gateway: no Rasa server answers at {settings.rasa_url}"
                          " (start it, or use `triage up`)\n")
         return 1
@@ -105,7 +106,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         if settings.telegram_token:
             from bot.telegram.gateway import run_telegram
 
-            return await run_telegram(settings, settings.rasa_url, stop)
+            return await run_telegram(settings, settings.rasa_url, settings.rasa_token, stop)
         from bot.console import run_console
 
         return await run_console(settings, None, stop=stop)

@@ -78,7 +78,8 @@ async def run_console(
     Returns 1 (after saying which) if a child server of ``stack`` dies.
     """
     store = Store(settings.db_path)
-    rasa = RasaClient(stack.rasa_url if stack else settings.rasa_url, settings.rasa_timeout)
+    rasa = (RasaClient(stack.rasa_url, settings.rasa_timeout, stack.token) if stack
+            else RasaClient(settings.rasa_url, settings.rasa_timeout, settings.rasa_token))
     sink = ConsoleSink(out)
     pipeline = Pipeline(store, get_screener(), rasa, sink, settings.region)
     queue: asyncio.Queue[str | None] = asyncio.Queue()

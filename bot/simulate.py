@@ -95,10 +95,12 @@ class JsonLinesSink:
         self.out.flush()
 
 
-async def run_script(script: list[ScriptLine], settings: Settings, rasa_url: str, out: TextIO) -> None:
+async def run_script(
+    script: list[ScriptLine], settings: Settings, rasa_url: str, rasa_token: str | None, out: TextIO
+) -> None:
     """Run a parsed script through the pipeline against the Rasa server at ``rasa_url``."""
     store = Store(settings.db_path)
-    rasa = RasaClient(rasa_url, settings.rasa_timeout)
+    rasa = RasaClient(rasa_url, settings.rasa_timeout, rasa_token)
     pipeline = Pipeline(store, get_screener(), rasa, JsonLinesSink(out), settings.region)
     try:
         for line in script:
@@ -114,9 +116,9 @@ def simulate(script: list[ScriptLine], settings: Settings, out: TextIO = sys.std
     """Run the script, starting (and afterwards stopping) Rasa if none is answering."""
     import asyncio
 
-    if rasa_is_up(settings.rasa_url):
-        asyncio.run(run_script(script, settings, settings.rasa_url, out))
+    if rasa_is_up(settings.rasa_url, settings.rasa_token):
+        asyncio.run(run_script(script, settings, settings.rasa_url, settings.rasa_token, out))
         return
     sys.stderr.write("triage simulate: starting the Rasa and action servers (takes a while)…\n")
-    with RasaStack() as stack:
-        asyncio.run(run_script(script, settings, stack.rasa_url, out))
+    with RasaStack(token=settings.rasa_token) as stack:
+        asyncio.run(run_script(script, settings, stack.rasa_url, stack.token, out))

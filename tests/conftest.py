@@ -148,7 +148,11 @@ def rasa_stack():
 
     stack = RasaStack()
     stack.start()
+    # Commands the tests run (``triage simulate``, a gateway process) read their settings from
+    # the environment, as a deployment's would: the token of this stack's Rasa HTTP API too.
+    os.environ["TRIAGE_RASA_TOKEN"] = stack.token
     yield stack
+    os.environ.pop("TRIAGE_RASA_TOKEN", None)
     stack.stop()
 
 

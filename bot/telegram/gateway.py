@@ -323,14 +323,16 @@ async def running(
             await gateway.sender.stop()
 
 
-async def run_telegram(settings: Settings, rasa_url: str, stop: asyncio.Event, dead_child=lambda: None) -> int:
+async def run_telegram(
+    settings: Settings, rasa_url: str, rasa_token: str | None, stop: asyncio.Event, dead_child=lambda: None
+) -> int:
     """Run the Telegram gateway until ``stop`` is set or a child server dies."""
     from bot.screening import get_screener
 
     if settings.webhook_url and not settings.webhook_secret:
         raise ValueError("TRIAGE_WEBHOOK_SECRET is required with TRIAGE_WEBHOOK_URL")
     store = Store(settings.db_path)
-    rasa = RasaClient(rasa_url, settings.rasa_timeout)
+    rasa = RasaClient(rasa_url, settings.rasa_timeout, rasa_token)
     gateway = TelegramGateway(settings, store, get_screener(), rasa)
     receive = (lambda: serve_webhook(gateway, stop)) if settings.webhook_url else None
     code = 0

@@ -94,7 +94,7 @@ def test_rasa_and_action_server_dying_mid_load_keep_cards_and_alerts_flowing(tmp
 
             async def scenario():
                 store = Store(settings.db_path)
-                rasa = RasaClient(stack.rasa_url, timeout=5)
+                rasa = RasaClient(stack.rasa_url, timeout=5, token=stack.token)
                 gateway = TelegramGateway(settings, store, get_screener(), rasa)
                 async with running(gateway, lambda: gateway.poll(timeout=1)):
 

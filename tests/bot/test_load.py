@@ -42,7 +42,7 @@ def test_fifty_chats_forty_messages_nothing_lost_nothing_misrouted(rasa_stack, t
 
         async def scenario():
             store = Store(settings.db_path)
-            rasa = RasaClient(rasa_stack.rasa_url, timeout=60)
+            rasa = RasaClient(rasa_stack.rasa_url, timeout=60, token=rasa_stack.token)
             unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
             gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
             try:
