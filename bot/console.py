@@ -34,7 +34,9 @@ class ConsoleSink:
             self.out.write("     " + "  ".join(f"[{b}]" for b in event.buttons) + "\n")
         self.out.flush()
 
-    async def alert(self, event: Alert) -> bool:
+    queues_alerts = False
+
+    async def alert(self, event: Alert) -> None:
         """Print the alert: delivered (the person at the terminal is also the clinic)."""
         head = f" CLINICIAN ALERT · {event.priority.upper()} · case #{event.case} "
         self.out.write(f"\n{head:!^64}\n")
@@ -42,7 +44,6 @@ class ConsoleSink:
             self.out.write(f"! {line}\n")
         self.out.write(ALERT_RULE + "\n\n")
         self.out.flush()
-        return True
 
     async def review(self, event: Review) -> None:
         self.out.write(f"\n[review · case #{event.case} · not paged] {', '.join(event.categories)}: {event.text}\n\n")

@@ -1,14 +1,16 @@
-"""The gateway pipeline for one inbound message, shared by console, simulate and Telegram.
+"""The pipeline for one inbound message: every channel (console, simulate, Telegram) calls
+``Pipeline.handle`` once per message.
 
-    store raw (idempotent on update_id) → screen → tier
+    store (idempotent on the channel's ref) → screen → tier
       page: hotline card + alert + case;  ask: card + one direct question + non-paging case entry
-    → an answer to that question: yes / refusal → page; no → thanks; unclear → asked again
+    → a client command (/help, /stop), a message without text, or an edit: answered here
+    → an answer to the direct question: yes / refusal → page; no → thanks; unclear → asked again
     → forward to Rasa (leading "/" neutralised, screening as metadata, with a time-out)
     → map Rasa's replies (text, buttons, {"escalate": ...} and {"ask": ...} payloads) → store
 
 The screen and the escalation never wait on Rasa, so a positive screen reaches the client
 and the clinicians even when Rasa is down, slow, or failing (ARCHITECTURE.md invariant 2).
-"""
+The pipeline knows no channel's ids beyond the opaque ``Inbound.ref``."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from bot.ask import ask_config
 from bot.escalation import (
     AlertRecord,
     Escalation,
+    deliver,
     escalate,
     evidence_from_screening,
     from_payload,
@@ -132,8 +135,13 @@ class Sink(Protocol):
 
     async def reply(self, event: Reply) -> None: ...
 
-    async def alert(self, event: Alert) -> bool:
-        """Deliver or queue an alert; return True only if it was delivered to clinicians."""
+    #: True when the channel's own outbox delivers alerts from the alerts table (Telegram);
+    #: otherwise ``alert`` delivers at once, through ``bot.escalation.deliver``.
+    queues_alerts: bool
+
+    async def alert(self, event: Alert) -> int | None:
+        """Deliver the alert (raise if it cannot; return the channel's reference, if any),
+        or, with ``queues_alerts``, hand it to the channel's outbox."""
         ...
 
     async def review(self, event: Review) -> None:
@@ -471,12 +479,8 @@ class Turn:
             record.alert_id,
         )
         self.events.append(event)
-        try:
-            delivered = await self.p.sink.alert(event)
-        except Exception as exc:  # noqa: BLE001 - the outbox keeps it for a retry
-            log.error("alert %s not delivered yet: %s", record.alert_id, type(exc).__name__)
-            self.p.store.alert_failed(record.alert_id, type(exc).__name__)
-            delivered = False
-        if delivered:
-            self.p.store.alert_delivered(record.alert_id)
+        if getattr(self.p.sink, "queues_alerts", False):
+            await self.p.sink.alert(event)  # the channel's outbox delivers it (and retries)
+        else:
+            await deliver(self.p.store, record.alert_id, 0, lambda: self.p.sink.alert(event))
         return record

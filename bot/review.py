@@ -1,5 +1,5 @@
-"""Clinician review: case lists, transcripts (Markdown, HTML, JSON), annotations, labels,
-exports, retention and the audit trail. Every transcript access is audited.
+"""Clinician review: case lists, transcripts (rendered by ``bot.transcripts``), annotations,
+labels, exports, retention and the audit trail. Every transcript access is audited.
 
 The CLI (``triage cases``, ``transcript``, ``annotate``, ``export-labels``, ``purge``,
 ``audit``) and the Telegram ``/transcript`` command are thin layers over these functions.
@@ -8,13 +8,13 @@ The CLI (``triage cases``, ``transcript``, ``annotate``, ``export-labels``, ``pu
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 from typing import Any, Iterable
 
 from bot.screening.result import escalates
 from bot.store import Store
+from bot.transcripts import render_html, render_markdown
 from bot.terms import CATEGORIES, OPEN_STATUSES, PRIORITIES, STATUSES
 
 
@@ -142,114 +142,8 @@ def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
     }
 
 
-def _highlight(text: str, spans: list[tuple[int, int]], open_: str, close: str, esc) -> str:
-    out, last = [], 0
-    for start, end in spans:
-        out += [esc(text[last:start]), open_, esc(text[start:end]), close]
-        last = end
-    out.append(esc(text[last:]))
-    return "".join(out)
-
-
-def _who(message: dict[str, Any]) -> str:
-    if message["direction"] == "in":
-        return "client"
-    return {"clinician": "clinician", "notice": "notice"}.get(message["kind"], f"bot ({message['kind']})")
-
-
-def render_markdown(record: dict[str, Any]) -> str:
-    case = record["case"]
-    lines = [
-        f"# Case #{case['id']} — {case['priority'].upper()} — {case['status']}",
-        "",
-        f"- Conversation: {case['conversation_id']}",
-        f"- Categories: {', '.join(case['categories']) or '—'}",
-        f"- Opened: {case['opened_at']}",
-    ]
-    if case["claimed_by"]:
-        lines.append(f"- Claimed by {case['claimed_by']} at {case['claimed_at']}")
-    if case["resolved_by"]:
-        lines.append(f"- Resolved by {case['resolved_by']} at {case['resolved_at']}: {case['outcome']}")
-    if case["duty_to_protect"]:
-        lines.append("- DUTY-TO-PROTECT REVIEW")
-    lines += ["", "## Messages", ""]
-    for m in record["messages"]:
-        screening = m.get("screening") or {}
-        text = _highlight(m["text"] or "", screening.get("highlight", []), "«", "»", str)
-        flag = f" **[screen: {', '.join(screening['categories']) or 'review'}]**" if screening.get("escalate") else ""
-        for label in m["labels"]:
-            flag += f" [{label['kind']}: {label['label']} by {label['actor']}]"
-        body = text.replace("\n", "\n  > ")
-        lines.append(f"- `{m['at'][:19]}` {_who(m)} (#{m['id']}){flag}:\n  > {body}")
-    lines += ["", "## Case history", ""]
-    for e in record["history"]:
-        extra = f" — {json.dumps(e['details'], ensure_ascii=False)}" if e["details"] else ""
-        lines.append(f"- `{e['at'][:19]}` {e['event']} by {e['actor']} ({e['priority'] or '—'}){extra}")
-    lines += ["", "## Alerts", ""]
-    for a in record["alerts"]:
-        state = f"delivered {a['delivered_at'][:19]}" if a["delivered_at"] else "NOT delivered yet"
-        lines.append(f"- `{a['at'][:19]}` {a['priority']} ({a['kind']}): {state}")
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body{font:16px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:12px;
-background:#f6f7f9;color:#1b1f24;max-width:760px;margin:auto}
-h1{font-size:1.25em}h2{font-size:1.05em;margin-top:1.5em}
-.meta{background:#fff;border-radius:8px;padding:8px 12px}
-.msg{margin:8px 0;padding:8px 12px;border-radius:10px;background:#fff;white-space:pre-wrap;
-overflow-wrap:anywhere}
-.in{border-left:4px solid #3b6fd8}.out{border-left:4px solid #9aa3ad;background:#fbfbfc}
-.risk{border-left-color:#c62828}.clinician{border-left-color:#2e7d32}
-.when{color:#5f6b76;font-size:.8em}mark{background:#ffcdd2;color:#7f0000;font-weight:600}
-.flag{color:#c62828;font-weight:600;font-size:.85em}li{margin:4px 0}
-"""
-
-
-def render_html(record: dict[str, Any]) -> str:
-    """A self-contained page (no scripts, no external resources); all client text escaped."""
-    esc = lambda text: html.escape(str(text), quote=True)  # noqa: E731
-    case = record["case"]
-    meta = [
-        f"Conversation: {esc(case['conversation_id'])}",
-        f"Categories: {esc(', '.join(case['categories']) or '—')}",
-        f"Opened: {esc(case['opened_at'])}",
-    ]
-    if case["claimed_by"]:
-        meta.append(f"Claimed by {esc(case['claimed_by'])} at {esc(case['claimed_at'])}")
-    if case["resolved_by"]:
-        meta.append(f"Resolved by {esc(case['resolved_by'])} at {esc(case['resolved_at'])}: {esc(case['outcome'])}")
-    if case["duty_to_protect"]:
-        meta.append("<strong>DUTY-TO-PROTECT REVIEW</strong>")
-    body = [f"<h1>Case #{case['id']} — {esc(case['priority'].upper())} — {esc(case['status'])}</h1>",
-            '<div class="meta">' + "<br>".join(meta) + "</div>", "<h2>Messages</h2>"]
-    for m in record["messages"]:
-        screening = m.get("screening") or {}
-        risky = bool(screening.get("escalate"))
-        classes = ["msg", m["direction"]] + (["risk"] if risky else []) + (["clinician"] if m["kind"] == "clinician" else [])
-        text = _highlight(m["text"] or "", screening.get("highlight", []), "<mark>", "</mark>", esc)
-        flags = f' <span class="flag">screen: {esc(", ".join(screening["categories"]) or "review")}</span>' if risky else ""
-        for label in m["labels"]:
-            flags += f' <span class="flag">{esc(label["kind"])}: {esc(label["label"])}</span>'
-        body.append(f'<div class="{" ".join(classes)}"><div class="when">{esc(m["at"][:19])} · '
-                    f'{esc(_who(m))} · #{m["id"]}{flags}</div>{text}</div>')
-    body.append("<h2>Case history</h2><ul>")
-    for e in record["history"]:
-        details = f" — {esc(json.dumps(e['details'], ensure_ascii=False))}" if e["details"] else ""
-        body.append(f"<li>{esc(e['at'][:19])} <b>{esc(e['event'])}</b> by {esc(e['actor'])}{details}</li>")
-    body.append("</ul><h2>Alerts</h2><ul>")
-    for a in record["alerts"]:
-        state = f"delivered {esc(a['delivered_at'][:19])}" if a["delivered_at"] else "<b>not delivered yet</b>"
-        body.append(f"<li>{esc(a['at'][:19])} {esc(a['priority'])} ({esc(a['kind'])}): {state}</li>")
-    body.append("</ul>")
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            f"<title>Case #{case['id']}</title><style>{_CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
-
-
 def render(record: dict[str, Any], fmt: str) -> str:
+    """The transcript record in a format: ``md``, ``html`` or ``json``."""
     if fmt == "md":
         return render_markdown(record)
     if fmt == "html":

@@ -80,9 +80,10 @@ class JsonLinesSink:
     async def reply(self, event: Reply) -> None:
         self._write(event.to_json())
 
-    async def alert(self, event: Alert) -> bool:
+    queues_alerts = False
+
+    async def alert(self, event: Alert) -> None:
         self._write(event.to_json())
-        return True
 
     async def review(self, event: Review) -> None:
         self._write(event.to_json())

@@ -126,9 +126,8 @@ class RecordingSink:
     async def reply(self, event: Reply) -> None:
         self.events.append(event)
 
-    async def alert(self, event: Alert) -> bool:
+    async def alert(self, event: Alert) -> None:
         self.events.append(event)
-        return True
 
     async def review(self, event) -> None:
         self.events.append(event)

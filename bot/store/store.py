@@ -1,8 +1,10 @@
 """The transcript and case store: SQLite through sqlite-utils, WAL mode, named migrations.
 
-Every inbound update is written here before anything acts on it (ARCHITECTURE.md
-invariant 5), idempotently on Telegram's ``update_id``. Case state changes are appended to
-``case_events`` so the history can be replayed; ``cases`` holds the current view.
+The only code that speaks SQL: every other module calls a named method here. Every inbound
+message is written before anything acts on it (ARCHITECTURE.md invariant 5), idempotently
+on the channel's opaque ref (for Telegram, the update id). Case changes are appended to
+``case_events`` beside the ``cases`` row; what a change is (priority merge, which events
+open a case, replay) is decided by ``bot.cases``, not here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from bot.terms import OPEN_STATUSES, PRIORITIES
 #: SQL ordering of cases by priority, most urgent first (from the vocabulary's order).
 URGENT_FIRST = "case priority " + " ".join(
     f"when '{p}' then {rank}" for rank, p in enumerate(reversed(PRIORITIES))) + f" else {len(PRIORITIES)} end"
+
+
+def _where(conditions: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
+    """The SQL conditions whose value is given (not None or empty), and their parameters."""
+    given = [(clause, value) for clause, value in conditions if value]
+    return [clause for clause, _ in given], [value for _, value in given]
 
 
 def now() -> str:
@@ -193,7 +201,7 @@ class Store:
         row = next(iter(self.db["messages"].rows_where("relay_message_id = ?", [ref], limit=1)), None)
         return row["conversation_id"] if row else None
 
-    # -- raw Telegram updates (stored before they are acknowledged) ---------------------
+    # -- a channel's raw updates (stored before they are acknowledged) -----------------
 
     def store_raw_updates(self, updates: list[tuple[int, str | None, dict[str, Any]]]) -> None:
         """Write raw updates — (update id, conversation id or None, the update's JSON) — in one
@@ -447,23 +455,16 @@ class Store:
         opened_before: str | None = None,
     ) -> list[dict[str, Any]]:
         """Cases matching every filter given (None: any), most urgent first, then oldest first."""
-        where, params = [], []
+        where, params = _where([
+            ("priority = ?", priority),
+            ("exists (select 1 from json_each(cases.categories) where value = ?)", category),
+            ("opened_at >= ?", opened_from),
+            ("opened_at < ?", opened_before),
+        ])
         if statuses is not None:
             statuses = list(statuses)
             where.append(f"status in ({', '.join('?' for _ in statuses)})")
             params += statuses
-        if priority:
-            where.append("priority = ?")
-            params.append(priority)
-        if category:
-            where.append("exists (select 1 from json_each(cases.categories) where value = ?)")
-            params.append(category)
-        if opened_from:
-            where.append("opened_at >= ?")
-            params.append(opened_from)
-        if opened_before:
-            where.append("opened_at < ?")
-            params.append(opened_before)
         sql = "select * from cases" + (" where " + " and ".join(where) if where else "")
         return list(self.db.query(sql + f" order by {URGENT_FIRST}, opened_at, id", params))
 
@@ -537,12 +538,6 @@ class Store:
 
     def audit_entries(self, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
         """Audit log entries, oldest first, by one actor and/or from a time on."""
-        where, params = [], []
-        if actor:
-            where.append("actor = ?")
-            params.append(actor)
-        if since:
-            where.append("created_at >= ?")
-            params.append(since)
+        where, params = _where([("actor = ?", actor), ("created_at >= ?", since)])
         sql = "select * from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id"
         return list(self.db.query(sql, params))

@@ -76,6 +76,8 @@ def inbound_from(update: Update, bot_username: str) -> Inbound:
 class TelegramSink:
     """Pipeline events to Telegram: replies via the Sender, alerts via the outbox."""
 
+    queues_alerts = True  # the outbox delivers alerts from the table, retries and re-pages
+
     def __init__(self, gateway: "TelegramGateway") -> None:
         self.g = gateway
 
@@ -88,7 +90,7 @@ class TelegramSink:
         await self.g.sender.send(int(event.chat), event.text, priority=priority, reply_markup=markup)
 
     async def alert(self, event: Alert) -> None:
-        self.g.outbox.wake()  # the outbox delivers (and retries) it from the alerts table
+        self.g.outbox.wake()
 
     async def review(self, event: Review) -> None:
         """A silent note in the triage group (no notification sound: it is not a page)."""

@@ -7,7 +7,8 @@ import datetime as dt
 from types import SimpleNamespace
 
 from bot import cases
-from bot.telegram.outbox import MAX_BACKOFF, AlertOutbox, backoff
+from bot.escalation import MAX_BACKOFF, backoff
+from bot.telegram.outbox import AlertOutbox
 
 
 class FakeSender:
