@@ -64,7 +64,7 @@ def test_markdown_and_json_transcripts_carry_messages_history_and_alerts(filled)
 def test_every_transcript_access_is_audited(filled):
     transcript(filled, 2, "cli:dr_lee")
     assert ("cli:dr_lee", "transcript", "case:2") in [
-        (r["actor"], r["action"], r["target"]) for r in filled.db["audit_log"].rows]
+        (r["actor"], r["action"], r["target"]) for r in filled.audit_entries()]
 
 
 def test_annotations_and_labels_export_in_eval_format(filled):
@@ -103,7 +103,7 @@ def test_purge_deletes_old_resolved_cases_and_keeps_open_ones(filled):
     assert counts == {"cases": 1, "conversations": 1, "messages": 4}  # 1 in, card, reply, flow
     assert filled.case(3) is None and filled.messages("console:carol") == []
     assert filled.case(1) and filled.case(2) and filled.messages("console:alice")
-    assert any(r["action"] == "purge" for r in filled.db["audit_log"].rows)
+    assert any(r["action"] == "purge" for r in filled.audit_entries())
 
 
 def test_migrations_upgrade_an_older_database_in_place(tmp_path):

@@ -112,7 +112,7 @@ def test_claim_button_from_clinician_claims_and_stranger_is_refused(api, tmp_pat
     assert "only the clinic's listed clinicians" in answers[0]["text"]
     assert "not valid" in answers[-1]["text"]
     assert store.case(1)["claimed_by"] == str(CLINICIAN)
-    audit = [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+    audit = [(r["actor"], r["action"]) for r in store.audit_entries()]
     assert (str(STRANGER), "refused:claim") in audit and (str(CLINICIAN), "claim") in audit
     assert (str(CLINICIAN), "refused:forged-button") in audit
 
@@ -144,7 +144,7 @@ def test_staff_commands_lifecycle_and_refusals(api, tmp_path, fake_screener, fak
     assert events == ["opened", "claimed", "note", "resolved"]
     (doc,) = api.sent("sendDocument")
     assert "«ACUTE»" in doc["document"]["content"]
-    assert ("%d" % CLINICIAN, "transcript") in [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+    assert ("%d" % CLINICIAN, "transcript") in [(r["actor"], r["action"]) for r in store.audit_entries()]
 
 
 def test_client_slash_text_reaches_rasa_as_text(api, tmp_path, fake_screener, fake_rasa):
@@ -252,8 +252,9 @@ def test_takeover_relays_both_ways_and_release_hands_back(api, tmp_path, fake_sc
             api.push(text_update(CLIENT, "are you there?"))
             relayed = await until(lambda: [m for m in api.sent(chat_id=STAFF) if "are you there?" in m["text"]])
             assert len(fake_rasa.calls) == calls_before  # the bot stays quiet
-            (relay_id,) = [m["relay_message_id"] for m in store.messages(f"telegram:{CLIENT}")
-                           if m["text"] == "are you there?"]
+            relay_id = await until(lambda: next(  # stored once Telegram has answered the send
+                (m["relay_message_id"] for m in store.messages(f"telegram:{CLIENT}") if m["text"] == "are you there?"),
+                None))
             reply = text_update(STAFF, "Yes, I'm here. Are you safe right now?", user_id=CLINICIAN)
             reply["message"]["reply_to_message"] = {"message_id": relay_id, "date": 0,
                                                     "chat": {"id": STAFF, "type": "supergroup"}}
