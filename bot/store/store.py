@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,11 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # The database holds client text: owner-only (SQLite gives its -wal and -shm
+                # files the same mode).
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+                if os.stat(self.path).st_uid == os.getuid():
+                    os.chmod(self.path, 0o600)
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")

@@ -86,3 +86,11 @@ def _write_a_lot(path: str) -> None:
     with Store(path) as store:
         for i in range(300):
             store.store_inbound(f"c:{i % 7}", "console", "hello", ref=i)
+
+
+def test_the_database_and_its_wal_are_owner_only(tmp_path):
+    path = tmp_path / "private.db"
+    with Store(path) as store:
+        store.store_inbound("c:1", "console", "something private")
+        for name in (path, path.with_name("private.db-wal")):
+            assert name.stat().st_mode & 0o777 == 0o600, name
