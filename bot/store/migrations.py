@@ -5,6 +5,8 @@ A migration is never edited once released: a schema change is a new ``m00N_…``
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("triage")
@@ -182,4 +184,5 @@ def m005_updates_by_conversation(db: Database) -> None:
         "json_extract(raw, '$.message.chat.id'), json_extract(raw, '$.edited_message.chat.id'))"
     )
     db["updates"].create_index(["conversation_id"])
-    db.execute("alter table conversations drop column telegram_chat_id")
+    if sqlite3.sqlite_version_info >= (3, 35):  # older SQLite has no DROP COLUMN: the column stays, unused
+        db.execute("alter table conversations drop column telegram_chat_id")

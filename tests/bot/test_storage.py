@@ -94,3 +94,20 @@ def test_the_database_and_its_wal_are_owner_only(tmp_path):
         store.store_inbound("c:1", "console", "something private")
         for name in (path, path.with_name("private.db-wal")):
             assert name.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_m005_names_the_conversation_of_updates_stored_before_it(tmp_path):
+    import sqlite3 as sqlite
+
+    from sqlite_utils import Database
+
+    path = tmp_path / "old.db"
+    conn = sqlite.connect(path)
+    db = Database(conn)
+    migrations.apply(db, stop_before="m005_updates_by_conversation")
+    raw = {"update_id": 3, "edited_message": {"chat": {"id": 55}, "text": "x"}}
+    db["updates"].insert({"update_id": 3, "raw": json.dumps(raw), "received_at": "t", "status": "done"})
+    conn.close()
+    with Store(path) as store:
+        assert [r["conversation_id"] for r in store.db["updates"].rows] == ["telegram:55"]
+        assert "telegram_chat_id" not in store.db["conversations"].columns_dict
