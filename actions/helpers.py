@@ -7,7 +7,7 @@ from typing import Any
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 
-PRIORITIES = ("routine", "urgent", "imminent")
+from bot.terms import PRIORITIES  # noqa: F401 - the one vocabulary; re-exported for the actions
 
 
 def message_metadata(tracker: Tracker) -> dict[str, Any]:

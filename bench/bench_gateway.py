@@ -38,8 +38,8 @@ from bot.rasa_client import RasaClient  # noqa: E402
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
-from bot.storage import Store  # noqa: E402
-from bot.telegram_gateway import TelegramGateway  # noqa: E402
+from bot.store import Store  # noqa: E402
+from bot.telegram.gateway import TelegramGateway, running  # noqa: E402
 
 STAFF = -100777
 BENIGN = [
@@ -142,7 +142,7 @@ class Bench:
                 "risky_sent": risky_expected}
 
 
-async def run(rasa_url: str, quick: bool) -> str:
+async def run(rasa_url: str, rasa_token: str | None, quick: bool) -> str:
     with FakeBotApi() as api, tempfile.TemporaryDirectory() as tmp:
         settings = load_settings({
             "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
@@ -150,18 +150,15 @@ async def run(rasa_url: str, quick: bool) -> str:
             "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url,
         }, clinic_file=None)
         store = Store(settings.db_path)
-        rasa = RasaClient(rasa_url, timeout=30)
+        rasa = RasaClient(rasa_url, timeout=30, token=rasa_token)
         # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the
         # fake API has no caps and the benchmark measures this machine, so they are lifted.
         unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
         gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
         bench = Bench(api, store)
         lines = []
-        async with gateway.app:
-            gateway.sender.start()
-            gateway.outbox.start()
-            poller = asyncio.create_task(gateway.poll(timeout=1))
-            try:
+        try:
+            async with running(gateway, lambda: gateway.poll(timeout=1)):
                 await bench.concurrent(2, 2)  # warm-up
                 for conversations in (1, 10, 50):
                     turns = 3 if quick else (20 if conversations == 1 else 5)
@@ -179,13 +176,8 @@ async def run(rasa_url: str, quick: bool) -> str:
                     f" chats answered {t['chats_answered']}/{t['chats']},"
                     f" positive screens {t['positives']} (risky messages sent {t['risky_sent']}),"
                     f" alerted {t['alerted']}")
-            finally:
-                poller.cancel()
-                await asyncio.gather(poller, return_exceptions=True)
-                await gateway.drain()
-                await gateway.outbox.stop()
-                await gateway.sender.stop()
-                await rasa.close()
+        finally:
+            await rasa.close()
         return "\n".join(lines)
 
 
@@ -199,10 +191,10 @@ def main() -> None:
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
     if args.rasa_url:
-        body = asyncio.run(run(args.rasa_url, args.quick))
+        body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick))
     else:
         with RasaStack() as stack:
-            body = asyncio.run(run(stack.rasa_url, args.quick))
+            body = asyncio.run(run(stack.rasa_url, stack.token, args.quick))
     report = header + "\n" + body + "\n"
     print(report, end="")
     if not args.quick:

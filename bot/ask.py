@@ -19,8 +19,8 @@ from pathlib import Path
 import yaml
 
 from bot.escalation import AlertRecord, Escalation, escalate
-from bot.screening.result import CATEGORIES
-from bot.storage import Store
+from bot.terms import CATEGORIES
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from bot.settings import Settings, SettingsError, load_settings
-from bot.storage import StorageError
+from bot.store import StorageError
 
 if TYPE_CHECKING:
     from bot.servers import RasaStack
@@ -47,6 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = RasaStack(
         rasa_port=port_of(settings.rasa_url, 5005),
         action_port=port_of(settings.action_url, 5055),
+        token=settings.rasa_token,
     )
     sys.stderr.write("triage up: starting the action server and the Rasa server…\n")
     try:
@@ -71,10 +72,10 @@ async def _gateway_until_signal(settings: Settings, stack: RasaStack) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if settings.telegram_token:
-        from bot.telegram_gateway import run_telegram
+        from bot.telegram.gateway import run_telegram
 
         sys.stderr.write("triage up: Telegram gateway running; Ctrl-C to stop\n")
-        code = await run_telegram(settings, stack.rasa_url, stop, stack.dead_child)
+        code = await run_telegram(settings, stack.rasa_url, stack.token, stop, stack.dead_child)
         if code:
             sys.stderr.write(f"triage up: {stack.dead_child()}\n")
         return code
@@ -92,7 +93,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from bot.servers import rasa_is_up
 
     settings = load_settings()
-    if not rasa_is_up(settings.rasa_url):
+    if not rasa_is_up(settings.rasa_url, settings.rasa_token):
         sys.stderr.write(f"triage gateway: no Rasa server answers at {settings.rasa_url}"
                          " (start it, or use `triage up`)\n")
         return 1
@@ -103,9 +104,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if settings.telegram_token:
-            from bot.telegram_gateway import run_telegram
+            from bot.telegram.gateway import run_telegram
 
-            return await run_telegram(settings, settings.rasa_url, stop)
+            return await run_telegram(settings, settings.rasa_url, settings.rasa_token, stop)
         from bot.console import run_console
 
         return await run_console(settings, None, stop=stop)
@@ -230,7 +231,7 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _store():
-    from bot.storage import Store
+    from bot.store import Store
 
     return Store(load_settings().db_path)
 

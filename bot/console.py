@@ -16,7 +16,7 @@ from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack
 from bot.settings import Settings
-from bot.storage import Store
+from bot.store import Store
 
 ALERT_RULE = "!" * 64
 
@@ -34,20 +34,22 @@ class ConsoleSink:
             self.out.write("     " + "  ".join(f"[{b}]" for b in event.buttons) + "\n")
         self.out.flush()
 
-    async def alert(self, event: Alert) -> bool:
+    queues_alerts = False
+
+    async def alert(self, event: Alert) -> None:
+        """Print the alert: delivered (the person at the terminal is also the clinic)."""
         head = f" CLINICIAN ALERT · {event.priority.upper()} · case #{event.case} "
         self.out.write(f"\n{head:!^64}\n")
         for line in event.text.splitlines():
             self.out.write(f"! {line}\n")
         self.out.write(ALERT_RULE + "\n\n")
         self.out.flush()
-        return True
 
     async def review(self, event: Review) -> None:
         self.out.write(f"\n[review · case #{event.case} · not paged] {', '.join(event.categories)}: {event.text}\n\n")
         self.out.flush()
 
-    async def relay(self, inbound, clinician: str, message_id: int) -> None:
+    async def relay(self, text: str, conversation_id: str, clinician: str, message_id: int) -> None:
         self.out.write(f"(relayed to clinician {clinician})\n")
         self.out.flush()
 
@@ -77,7 +79,8 @@ async def run_console(
     Returns 1 (after saying which) if a child server of ``stack`` dies.
     """
     store = Store(settings.db_path)
-    rasa = RasaClient(stack.rasa_url if stack else settings.rasa_url, settings.rasa_timeout)
+    rasa = (RasaClient(stack.rasa_url, settings.rasa_timeout, stack.token) if stack
+            else RasaClient(settings.rasa_url, settings.rasa_timeout, settings.rasa_token))
     sink = ConsoleSink(out)
     pipeline = Pipeline(store, get_screener(), rasa, sink, settings.region)
     queue: asyncio.Queue[str | None] = asyncio.Queue()

@@ -1,18 +1,27 @@
 """Escalation: open or raise a case and put a clinician alert in the outbox.
 
 One place owns escalation (ARCHITECTURE.md "One inbound message"): the gateway's own screen
-and the Rasa actions' ``{"escalate": {...}}`` payloads both come through ``escalate``.
+and the Rasa actions' ``{"escalate": {...}}`` payloads both come through ``escalate``, and
+every attempt to deliver an alert, by any channel, comes through ``deliver``.
 The bot side can only open or raise a case, never lower or close one (invariant 3).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-from bot.storage import PRIORITY_RANK, Store
+from bot import cases
+from bot.screening.result import escalates
+from bot.store import Store
+from bot.terms import PRIORITIES, PRIORITY_RANK
 
-PRIORITY_LABEL = {"routine": "ROUTINE", "urgent": "URGENT", "imminent": "IMMINENT"}
+log = logging.getLogger(__name__)
+
+PRIORITY_LABEL = {p: p.upper() for p in PRIORITIES}
+MAX_BACKOFF = 300.0  # seconds: the longest wait between two attempts to deliver an alert
 RECENT_MESSAGES = 4  # the client's last messages quoted in an alert
 EVIDENCE_WINDOW = 160  # characters of context either side of a cue in an alert
 
@@ -49,12 +58,10 @@ def mark_cue(text: str, start: int, end: int, window: int = EVIDENCE_WINDOW) -> 
 
 
 def evidence_from_screening(text: str, result: dict[str, Any]) -> list[str]:
-    """One marked excerpt per escalating signal (negated/figurative ones are left out)."""
+    """One marked excerpt per escalating signal of a paged category (the screen's own answer)."""
     out: list[str] = []
     for signal in result.get("signals", []):
-        if signal.get("category") not in result.get("categories", []):
-            continue
-        if signal.get("negated") or signal.get("hypothetical") or signal.get("figurative"):
+        if signal.get("category") not in result.get("categories", []) or not escalates(signal):
             continue
         excerpt = f"{signal['category']}: {mark_cue(text, signal['start'], signal['end'])}"
         if excerpt not in out:
@@ -101,7 +108,8 @@ def escalate(
 ) -> AlertRecord:
     """Open or raise the conversation's case and record the alert durably (the outbox)."""
     priority = escalation.priority if escalation.priority in PRIORITY_RANK else "urgent"
-    case, opened = store.open_or_raise_case(
+    case, opened = cases.open_or_raise(
+        store,
         conversation_id,
         priority,
         escalation.categories,
@@ -133,7 +141,8 @@ def record_review(
     message_id: int | None,
 ) -> int:
     """The *ask* tier's entry on the case queue: a routine case that pages nobody; its id."""
-    case, _ = store.open_or_raise_case(
+    case, _ = cases.open_or_raise(
+        store,
         conversation_id,
         "routine",
         categories,
@@ -142,6 +151,30 @@ def record_review(
         page=False,
     )
     return int(case["id"])
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """How long to wait before the next try after ``attempts`` failed ones: doubling, capped."""
+    return dt.timedelta(seconds=min(2.0 ** attempts, MAX_BACKOFF))
+
+
+async def deliver(store: Store, alert_id: int, attempts: int, send: Callable[[], Awaitable[int | None]]) -> bool:
+    """Try to deliver one alert; the one place that records delivery state.
+
+    ``send`` delivers it and returns the channel's reference to what it sent (or None);
+    ``attempts`` is how many attempts came before. On success the alert is delivered; on
+    failure the error and the time of the next attempt (after ``backoff``) are recorded and
+    the alert stays in the outbox.
+    """
+    try:
+        ref = await send()
+    except Exception as exc:  # noqa: BLE001 - recorded; the row stays undelivered
+        retry_at = (dt.datetime.now(dt.timezone.utc) + backoff(attempts + 1)).isoformat()
+        store.alert_failed(alert_id, type(exc).__name__, retry_at)
+        log.error("alert %s not delivered (attempt %s): %s", alert_id, attempts + 1, type(exc).__name__)
+        return False
+    store.alert_delivered(alert_id, ref)
+    return True
 
 
 def from_payload(payload: dict[str, Any]) -> Escalation:

@@ -1,14 +1,16 @@
-"""The gateway pipeline for one inbound message, shared by console, simulate and Telegram.
+"""The pipeline for one inbound message: every channel (console, simulate, Telegram) calls
+``Pipeline.handle`` once per message.
 
-    store raw (idempotent on update_id) → screen → tier
+    store (idempotent on the channel's ref) → screen → tier
       page: hotline card + alert + case;  ask: card + one direct question + non-paging case entry
-    → an answer to that question: yes / refusal → page; no → thanks; unclear → asked again
+    → a client command (/help, /stop), a message without text, or an edit: answered here
+    → an answer to the direct question: yes / refusal → page; no → thanks; unclear → asked again
     → forward to Rasa (leading "/" neutralised, screening as metadata, with a time-out)
     → map Rasa's replies (text, buttons, {"escalate": ...} and {"ask": ...} payloads) → store
 
 The screen and the escalation never wait on Rasa, so a positive screen reaches the client
 and the clinicians even when Rasa is down, slow, or failing (ARCHITECTURE.md invariant 2).
-"""
+The pipeline knows no channel's ids beyond the opaque ``Inbound.ref``."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.answers import DECLINED, NO, YES, read_answer
+from bot.cases import save_safety_plan
 from bot.ask import ask_config
 from bot.escalation import (
     AlertRecord,
     Escalation,
+    deliver,
     escalate,
     evidence_from_screening,
     from_payload,
@@ -30,7 +34,7 @@ from bot.escalation import (
 )
 from bot.hotlines import hotline_card
 from bot.rasa_client import RasaClient, RasaReply, RasaUnavailable, neutralise
-from bot.storage import Store, now
+from bot.store import Store, now
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +54,28 @@ FAILSAFE_TEXT = (
     "can read it. If you need someone now, please use these numbers:"
 )
 EMPTY_TEXT = "I didn't catch any words there. You can tell me what's going on in your own words."
+HELP_TEXT = (
+    "I'm the clinic's automated assistant, not a person and not an emergency service. "
+    "You can tell me how you're feeling or ask to talk to a person from the clinic."
+)
+NON_TEXT = "I can only read text messages. Please type what you'd like to say."
+STOP_TEXT = "I've stopped. You can write again any time, and if you need someone now, these numbers are there for you:"
+#: "/start" is Telegram's "open the chat": the dialogue reads it as a greeting, and the first
+#: turn of a Rasa session carries the consent and disclosure text.
+START_TEXT = "hello"
 
 
 @dataclass
 class Inbound:
-    """One client message as the gateway received it."""
+    """One client message as a channel received it: console, simulate and Telegram alike."""
 
     chat: str  # the channel's chat key, e.g. "alice" or a Telegram chat id
     text: str
     channel: str = "console"
     region: str | None = None
-    update_id: int | None = None
-    telegram_message_id: int | None = None
-    kind: str = "text"  # "text" | "edit" | "caption"
+    ref: int | None = None  # the channel's opaque delivery reference; storing is idempotent on it
+    kind: str = "text"  # "text" | "edit" | "caption" | "other" (no text: voice, photo, sticker …)
+    command: str | None = None  # a client command the channel recognised: "start" | "help" | "stop"
 
     @property
     def conversation_id(self) -> str:
@@ -122,15 +135,20 @@ class Sink(Protocol):
 
     async def reply(self, event: Reply) -> None: ...
 
-    async def alert(self, event: Alert) -> bool:
-        """Deliver or queue an alert; return True only if it was delivered to clinicians."""
+    #: True when the channel's own outbox delivers alerts from the alerts table (Telegram);
+    #: otherwise ``alert`` delivers at once, through ``bot.escalation.deliver``.
+    queues_alerts: bool
+
+    async def alert(self, event: Alert) -> int | None:
+        """Deliver the alert (raise if it cannot; return the channel's reference, if any),
+        or, with ``queues_alerts``, hand it to the channel's outbox."""
         ...
 
     async def review(self, event: Review) -> None:
         """Show a non-paging queue entry (the *ask* tier); it must not page anyone."""
         ...
 
-    async def relay(self, inbound: Inbound, clinician: str, message_id: int) -> None:
+    async def relay(self, text: str, conversation_id: str, clinician: str, message_id: int) -> None:
         """Pass a client's message to the clinician who took over the conversation."""
         ...
 
@@ -157,13 +175,57 @@ class Pipeline:
         self.default_region = default_region
 
     async def handle(self, inbound: Inbound) -> list[Event]:
-        """Run one message through the pipeline; return the events in the order emitted."""
-        turn = await self.intake(inbound)
-        if turn.converse:
-            await self.converse(turn)
+        """Run one message through the pipeline; return the events in the order emitted.
+
+        Every channel calls this once per message. The screen (and a page) comes first in
+        ``_intake``; what follows depends on the message: a client command (the channel
+        recognises them, even in an edit), a message without text, an edit (screened only:
+        the dialogue already answered the original), or text for the dialogue (or for the
+        clinician who took over).
+        """
+        turn = await self._intake(inbound)
+        if inbound.command == "help":
+            await self._help(turn)
+        elif inbound.command == "stop":
+            await self._stop(turn)
+        elif not turn.converse:
+            pass  # resumed after a crash, or the direct question is this turn's reply
+        elif inbound.command == "start":
+            turn.said = START_TEXT
+            await self._converse(turn)
+        elif inbound.kind in ("caption", "other"):
+            await self._non_text(turn)
+        elif inbound.kind != "edit":
+            await self._converse(turn)
         return turn.events
 
-    async def intake(self, inbound: Inbound) -> "Turn":
+    async def _help(self, turn: "Turn") -> None:
+        """Explain the assistant and show the hotline card."""
+        await turn.reply(HELP_TEXT)
+        if not turn.card_sent:
+            await turn.card(clinician_told=False)
+
+    async def _stop(self, turn: "Turn") -> None:
+        """End the bot conversation; with a case open, repeat the card and tell the clinician."""
+        conversation_id = turn.inbound.conversation_id
+        case = self.store.open_case(conversation_id)
+        await turn.reply(STOP_TEXT if case else "I've stopped. You can write again any time.")
+        if case:
+            if not turn.card_sent:
+                await turn.card()
+            await turn.escalate(Escalation(
+                priority=case["priority"], categories=[], source="gateway",
+                reason="The client sent /stop while this case is open: the bot has stopped replying.",
+            ))
+        await self.rasa.restart(conversation_id)
+
+    async def _non_text(self, turn: "Turn") -> None:
+        """Voice, photos, stickers, files: say we read only text, and show the card."""
+        await turn.reply(NON_TEXT)
+        if not turn.card_sent:
+            await turn.card(clinician_told=False)
+
+    async def _intake(self, inbound: Inbound) -> "Turn":
         """Store, screen and (if positive) escalate one message: the half that never waits on Rasa.
 
         Replaying an update that was stored but not fully handled (a crash) resumes it:
@@ -177,14 +239,13 @@ class Pipeline:
             inbound.channel,
             inbound.text,
             region=region,
-            update_id=inbound.update_id,
-            telegram_message_id=inbound.telegram_message_id,
+            ref=inbound.ref,
             kind=inbound.kind,
         )
         turn = Turn(self, inbound, region, stored.message_id)
         screening = self.store.screening_for(stored.message_id) if stored.duplicate else None
         if stored.duplicate:
-            log.info("update %s was stored before; resuming it", inbound.update_id)
+            log.info("message %s was stored before; resuming it", inbound.ref)
             turn.converse = False  # the dialogue may have run; never answer twice
         if screening is None:
             # Screen first; never depends on Rasa (invariant 1).
@@ -226,17 +287,17 @@ class Pipeline:
                 turn.converse = False  # the question is this turn's reply; a "no" forwards the message
         return turn
 
-    async def converse(self, turn: "Turn") -> None:
-        """The dialogue half: relay to a clinician who took over, or ask Rasa."""
+    async def _converse(self, turn: "Turn") -> None:
+        """The dialogue: relay to a clinician who took over, or ask Rasa."""
         inbound, screening = turn.inbound, turn.screening
         conversation = self.store.conversation(inbound.conversation_id)
         if conversation and conversation["takeover_by"]:
-            await self.sink.relay(inbound, conversation["takeover_by"], turn.message_id)
+            await self.sink.relay(turn.said, inbound.conversation_id, conversation["takeover_by"], turn.message_id)
             return
         pending = self.store.ask_state(inbound.conversation_id)
         if pending is not None and await self._answer(turn, pending):
             return
-        if await self._to_rasa(turn, inbound.text, screening) and screening["escalate"]:
+        if await self._to_rasa(turn, turn.said, screening) and screening["escalate"]:
             await self._start_crisis_flow(turn, screening)
 
     async def _to_rasa(self, turn: "Turn", text: str, screening: dict[str, Any]) -> bool:
@@ -269,7 +330,7 @@ class Pipeline:
         if turn.screening.get("escalate"):
             self.store.set_ask_state(conversation_id, None)
             return False
-        answer = read_answer(turn.inbound.text)
+        answer = read_answer(turn.said)
         config = ask_config()
         if answer is None and pending.get("asked", 1) <= config.retries:
             self.store.set_ask_state(conversation_id, {**pending, "asked": pending.get("asked", 1) + 1, "asked_at": now()})
@@ -290,7 +351,7 @@ class Pipeline:
             priority=priority,
             categories=categories,
             reason=f"Asked directly (“{pending.get('question', '')}”), the client {said}.",
-            evidence=[f"answer: {mark_cue(turn.inbound.text, 0, len(turn.inbound.text))}",
+            evidence=[f"answer: {mark_cue(turn.said, 0, len(turn.said))}",
                       *pending.get("evidence", [])],
             source="ask",
         ))
@@ -345,6 +406,7 @@ class Turn:
         self.inbound = inbound
         self.region = region
         self.message_id = message_id
+        self.said = inbound.text  # what the dialogue reads (a greeting for "/start")
         self.events: list[Event] = []
         self.card_sent = False
         self.converse = True
@@ -371,11 +433,9 @@ class Turn:
                     categories = [c for c in raw if isinstance(c, str)] if isinstance(raw, list) else []
                     await self.ask(categories or ["self_harm"],
                                    str(custom["ask"].get("reason") or "The dialogue guessed a risk the screen did not find."),
-                                   evidence=[f"nlu: {mark_cue(self.inbound.text, 0, len(self.inbound.text))}"])
+                                   evidence=[f"nlu: {mark_cue(self.said, 0, len(self.said))}"])
             elif isinstance(custom.get("safety_plan"), dict):
-                self.p.store.save_safety_plan(
-                    self.inbound.conversation_id, custom["safety_plan"], self.message_id
-                )
+                save_safety_plan(self.p.store, self.inbound.conversation_id, custom["safety_plan"], self.message_id)
             elif item.text:
                 await self.reply(item.text, buttons=[str(b["title"]) for b in item.buttons])
 
@@ -419,12 +479,8 @@ class Turn:
             record.alert_id,
         )
         self.events.append(event)
-        try:
-            delivered = await self.p.sink.alert(event)
-        except Exception as exc:  # noqa: BLE001 - the outbox keeps it for a retry
-            log.error("alert %s not delivered yet: %s", record.alert_id, type(exc).__name__)
-            self.p.store.mark_alert_failed(record.alert_id, type(exc).__name__)
-            delivered = False
-        if delivered:
-            self.p.store.mark_alert_delivered(record.alert_id)
+        if getattr(self.p.sink, "queues_alerts", False):
+            await self.p.sink.alert(event)  # the channel's outbox delivers it (and retries)
+        else:
+            await deliver(self.p.store, record.alert_id, 0, lambda: self.p.sink.alert(event))
         return record

@@ -8,7 +8,6 @@ every leading slash (after any white space, which Rasa strips first) before forw
 from __future__ import annotations
 
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,6 @@ class RasaClient:
     def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        token = token or os.environ.get("TRIAGE_RASA_TOKEN")
         self._auth = {"token": token} if token else {}  # for Rasa's HTTP API, not the webhook
         self._client = httpx.AsyncClient(timeout=timeout, trust_env=False)
 

@@ -1,5 +1,5 @@
-"""Clinician review: case lists, transcripts (Markdown, HTML, JSON), annotations, labels,
-exports, retention and the audit trail. Every transcript access is audited.
+"""Clinician review: case lists, transcripts (rendered by ``bot.transcripts``), annotations,
+labels, exports, retention and the audit trail. Every transcript access is audited.
 
 The CLI (``triage cases``, ``transcript``, ``annotate``, ``export-labels``, ``purge``,
 ``audit``) and the Telegram ``/transcript`` command are thin layers over these functions.
@@ -8,17 +8,14 @@ The CLI (``triage cases``, ``transcript``, ``annotate``, ``export-labels``, ``pu
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 from typing import Any, Iterable
 
-from bot.storage import Store, now
-
-CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
-PRIORITIES = ("routine", "urgent", "imminent")
-STATUSES = ("open", "claimed", "resolved")
-LABEL_KINDS = ("missed_risk", "false_alarm", "confirmed")
+from bot.screening.result import escalates
+from bot.store import Store
+from bot.transcripts import render_html, render_markdown
+from bot.terms import CATEGORIES, OPEN_STATUSES, PRIORITIES, STATUSES
 
 
 class ReviewError(ValueError):
@@ -46,31 +43,14 @@ def list_cases(
         raise ReviewError(f"priority must be one of {', '.join(PRIORITIES)}")
     if category not in (None, *CATEGORIES):
         raise ReviewError(f"category must be one of {', '.join(CATEGORIES)}")
-    where, params = [], []
-    if status is None:
-        where.append("status in ('open', 'claimed')")
-    elif status != "all":
-        where.append("status = ?")
-        params.append(status)
-    if priority:
-        where.append("priority = ?")
-        params.append(priority)
-    if category:
-        where.append("exists (select 1 from json_each(cases.categories) where value = ?)")
-        params.append(category)
-    if since:
-        where.append("opened_at >= ?")
-        params.append(_date(since))
-    if until:
-        where.append("opened_at < ?")
-        params.append(_date(until, end=True))
-    sql = "select * from cases" + (" where " + " and ".join(where) if where else "")
-    sql += (" order by case priority when 'imminent' then 0 when 'urgent' then 1 else 2 end,"
-            " opened_at, id")
-    rows = []
-    for row in store.db.query(sql, params):
+    rows = store.find_cases(
+        statuses=OPEN_STATUSES if status is None else None if status == "all" else [status],
+        priority=priority, category=category,
+        opened_from=_date(since) if since else None,
+        opened_before=_date(until, end=True) if until else None,
+    )
+    for row in rows:
         row["categories"] = json.loads(row["categories"] or "[]")
-        rows.append(row)
     return rows
 
 
@@ -101,8 +81,7 @@ def case_summary(case: dict[str, Any]) -> str:
 def _escalating_spans(signals: list[dict[str, Any]], length: int) -> list[tuple[int, int]]:
     spans = sorted({
         (s["start"], s["end"]) for s in signals
-        if not (s.get("negated") or s.get("hypothetical") or s.get("figurative"))
-        and 0 <= s["start"] < s["end"] <= length
+        if escalates(s) and 0 <= s["start"] < s["end"] <= length
     })
     merged: list[tuple[int, int]] = []
     for start, end in spans:  # overlapping cues become one highlighted span
@@ -123,17 +102,9 @@ def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
         raise LookupError(f"there is no case #{case_id}")
     store.audit(actor, "transcript", f"case:{case_id}")
     conversation_id = case["conversation_id"]
-    screenings = {
-        row["message_id"]: row
-        for row in store.db.query(
-            "select s.* from screenings s join messages m on m.id = s.message_id"
-            " where m.conversation_id = ?", [conversation_id])
-    }
+    screenings = store.screenings_of(conversation_id)
     labels: dict[int, list[dict[str, Any]]] = {}
-    for row in store.db.query(
-        "select l.* from labels l join messages m on m.id = l.message_id"
-        " where m.conversation_id = ? order by l.id", [conversation_id]
-    ):
+    for row in store.labels_of(conversation_id):
         labels.setdefault(row["message_id"], []).append(
             {"label": row["label"], "kind": row["kind"], "actor": row["actor"], "at": row["created_at"]})
     messages = []
@@ -171,114 +142,8 @@ def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
     }
 
 
-def _highlight(text: str, spans: list[tuple[int, int]], open_: str, close: str, esc) -> str:
-    out, last = [], 0
-    for start, end in spans:
-        out += [esc(text[last:start]), open_, esc(text[start:end]), close]
-        last = end
-    out.append(esc(text[last:]))
-    return "".join(out)
-
-
-def _who(message: dict[str, Any]) -> str:
-    if message["direction"] == "in":
-        return "client"
-    return {"clinician": "clinician", "notice": "notice"}.get(message["kind"], f"bot ({message['kind']})")
-
-
-def render_markdown(record: dict[str, Any]) -> str:
-    case = record["case"]
-    lines = [
-        f"# Case #{case['id']} — {case['priority'].upper()} — {case['status']}",
-        "",
-        f"- Conversation: {case['conversation_id']}",
-        f"- Categories: {', '.join(case['categories']) or '—'}",
-        f"- Opened: {case['opened_at']}",
-    ]
-    if case["claimed_by"]:
-        lines.append(f"- Claimed by {case['claimed_by']} at {case['claimed_at']}")
-    if case["resolved_by"]:
-        lines.append(f"- Resolved by {case['resolved_by']} at {case['resolved_at']}: {case['outcome']}")
-    if case["duty_to_protect"]:
-        lines.append("- DUTY-TO-PROTECT REVIEW")
-    lines += ["", "## Messages", ""]
-    for m in record["messages"]:
-        screening = m.get("screening") or {}
-        text = _highlight(m["text"] or "", screening.get("highlight", []), "«", "»", str)
-        flag = f" **[screen: {', '.join(screening['categories']) or 'review'}]**" if screening.get("escalate") else ""
-        for label in m["labels"]:
-            flag += f" [{label['kind']}: {label['label']} by {label['actor']}]"
-        body = text.replace("\n", "\n  > ")
-        lines.append(f"- `{m['at'][:19]}` {_who(m)} (#{m['id']}){flag}:\n  > {body}")
-    lines += ["", "## Case history", ""]
-    for e in record["history"]:
-        extra = f" — {json.dumps(e['details'], ensure_ascii=False)}" if e["details"] else ""
-        lines.append(f"- `{e['at'][:19]}` {e['event']} by {e['actor']} ({e['priority'] or '—'}){extra}")
-    lines += ["", "## Alerts", ""]
-    for a in record["alerts"]:
-        state = f"delivered {a['delivered_at'][:19]}" if a["delivered_at"] else "NOT delivered yet"
-        lines.append(f"- `{a['at'][:19]}` {a['priority']} ({a['kind']}): {state}")
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """
-body{font:16px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;padding:12px;
-background:#f6f7f9;color:#1b1f24;max-width:760px;margin:auto}
-h1{font-size:1.25em}h2{font-size:1.05em;margin-top:1.5em}
-.meta{background:#fff;border-radius:8px;padding:8px 12px}
-.msg{margin:8px 0;padding:8px 12px;border-radius:10px;background:#fff;white-space:pre-wrap;
-overflow-wrap:anywhere}
-.in{border-left:4px solid #3b6fd8}.out{border-left:4px solid #9aa3ad;background:#fbfbfc}
-.risk{border-left-color:#c62828}.clinician{border-left-color:#2e7d32}
-.when{color:#5f6b76;font-size:.8em}mark{background:#ffcdd2;color:#7f0000;font-weight:600}
-.flag{color:#c62828;font-weight:600;font-size:.85em}li{margin:4px 0}
-"""
-
-
-def render_html(record: dict[str, Any]) -> str:
-    """A self-contained page (no scripts, no external resources); all client text escaped."""
-    esc = lambda text: html.escape(str(text), quote=True)  # noqa: E731
-    case = record["case"]
-    meta = [
-        f"Conversation: {esc(case['conversation_id'])}",
-        f"Categories: {esc(', '.join(case['categories']) or '—')}",
-        f"Opened: {esc(case['opened_at'])}",
-    ]
-    if case["claimed_by"]:
-        meta.append(f"Claimed by {esc(case['claimed_by'])} at {esc(case['claimed_at'])}")
-    if case["resolved_by"]:
-        meta.append(f"Resolved by {esc(case['resolved_by'])} at {esc(case['resolved_at'])}: {esc(case['outcome'])}")
-    if case["duty_to_protect"]:
-        meta.append("<strong>DUTY-TO-PROTECT REVIEW</strong>")
-    body = [f"<h1>Case #{case['id']} — {esc(case['priority'].upper())} — {esc(case['status'])}</h1>",
-            '<div class="meta">' + "<br>".join(meta) + "</div>", "<h2>Messages</h2>"]
-    for m in record["messages"]:
-        screening = m.get("screening") or {}
-        risky = bool(screening.get("escalate"))
-        classes = ["msg", m["direction"]] + (["risk"] if risky else []) + (["clinician"] if m["kind"] == "clinician" else [])
-        text = _highlight(m["text"] or "", screening.get("highlight", []), "<mark>", "</mark>", esc)
-        flags = f' <span class="flag">screen: {esc(", ".join(screening["categories"]) or "review")}</span>' if risky else ""
-        for label in m["labels"]:
-            flags += f' <span class="flag">{esc(label["kind"])}: {esc(label["label"])}</span>'
-        body.append(f'<div class="{" ".join(classes)}"><div class="when">{esc(m["at"][:19])} · '
-                    f'{esc(_who(m))} · #{m["id"]}{flags}</div>{text}</div>')
-    body.append("<h2>Case history</h2><ul>")
-    for e in record["history"]:
-        details = f" — {esc(json.dumps(e['details'], ensure_ascii=False))}" if e["details"] else ""
-        body.append(f"<li>{esc(e['at'][:19])} <b>{esc(e['event'])}</b> by {esc(e['actor'])}{details}</li>")
-    body.append("</ul><h2>Alerts</h2><ul>")
-    for a in record["alerts"]:
-        state = f"delivered {esc(a['delivered_at'][:19])}" if a["delivered_at"] else "<b>not delivered yet</b>"
-        body.append(f"<li>{esc(a['at'][:19])} {esc(a['priority'])} ({esc(a['kind'])}): {state}</li>")
-    body.append("</ul>")
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            f"<title>Case #{case['id']}</title><style>{_CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
-
-
 def render(record: dict[str, Any], fmt: str) -> str:
+    """The transcript record in a format: ``md``, ``html`` or ``json``."""
     if fmt == "md":
         return render_markdown(record)
     if fmt == "html":
@@ -334,12 +199,10 @@ def annotate(
         if message_id not in inbound:
             raise ReviewError(f"message #{message_id} is not a client message of case #{case_id}")
     with store.write():
-        for (message_id, label), kind in specs:
-            store.db["labels"].insert({"message_id": message_id, "case_id": case_id, "label": label,
-                                       "kind": kind, "actor": actor, "created_at": now()})
+        store.add_labels(case_id, actor, [(message_id, label, kind) for (message_id, label), kind in specs])
         details = {k: v for k, v in {"outcome": outcome, "note": note,
                                      "labels": [[m, lab, k] for (m, lab), k in specs]}.items() if v}
-        store.transition_case(case_id, "annotated", actor, {}, details)
+        store.change_case(case_id, "annotated", actor, {}, details)
         store.audit(actor, "annotate", f"case:{case_id}")
     return store.case(case_id)
 
@@ -347,11 +210,8 @@ def annotate(
 def export_labels(store: Store, actor: str) -> list[dict[str, str]]:
     """Clinician-labelled messages as ``triage eval`` rows: {"text", "label"} (latest label wins)."""
     store.audit(actor, "export-labels", "labels")
-    rows = store.db.query(
-        "select m.id, m.text, l.label, l.kind from labels l join messages m on m.id = l.message_id"
-        " order by l.id")
     latest: dict[int, dict[str, str]] = {}
-    for row in rows:
+    for row in store.labelled_messages():
         latest[row["id"]] = {"text": row["text"], "label": row["label"], "kind": row["kind"]}
     return list(latest.values())
 
@@ -376,50 +236,12 @@ def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = Fa
     audit log is kept (it holds no message text) and gains an entry for the purge.
     """
     cutoff = (dt.datetime.now(dt.timezone.utc) - older_than).isoformat()
-    cases = list(store.db.query(
-        "select id, conversation_id from cases where status = 'resolved' and resolved_at < ?", [cutoff]))
-    conversations = {c["conversation_id"] for c in cases}
-    keep = {r["conversation_id"] for r in store.db.query(
-        "select conversation_id from cases where status != 'resolved' or resolved_at >= ?", [cutoff])}
-    drop = sorted(conversations - keep)
-    counts = {"cases": len(cases), "conversations": len(drop), "messages": 0}
-    if drop:
-        marks = ",".join("?" for _ in drop)
-        counts["messages"] = store.db.execute(
-            f"select count(*) from messages where conversation_id in ({marks})", drop).fetchone()[0]
-    if dry_run:
-        return counts
-    case_ids = [c["id"] for c in cases]
-    with store.write():
-        if case_ids:
-            cm = ",".join("?" for _ in case_ids)
-            for table in ("case_events", "alerts", "labels"):
-                store.db.execute(f"delete from {table} where case_id in ({cm})", case_ids)
-            store.db.execute(f"delete from cases where id in ({cm})", case_ids)
-        if drop:
-            marks = ",".join("?" for _ in drop)
-            msg_ids = f"select id from messages where conversation_id in ({marks})"
-            store.db.execute(f"delete from labels where message_id in ({msg_ids})", drop)
-            store.db.execute(f"delete from screenings where message_id in ({msg_ids})", drop)
-            store.db.execute(f"delete from messages where conversation_id in ({marks})", drop)
-            store.db.execute(f"delete from conversations where id in ({marks})", drop)
-            chats = [c.split(":", 1)[1] for c in drop if c.startswith("telegram:")]
-            for chat in chats:  # raw updates carry the text too
-                store.db.execute(
-                    "delete from updates where status = 'done' and"
-                    " (json_extract(raw, '$.message.chat.id') = ?"
-                    " or json_extract(raw, '$.edited_message.chat.id') = ?)", [int(chat), int(chat)])
+    counts = store.purge_resolved(cutoff, dry_run=dry_run)
+    if not dry_run:
         store.audit(actor, "purge", json.dumps({"older_than_days": older_than.days, **counts}))
     return counts
 
 
 def audit_entries(store: Store, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-    where, params = [], []
-    if actor:
-        where.append("actor = ?")
-        params.append(actor)
-    if since:
-        where.append("created_at >= ?")
-        params.append(_date(since))
-    sql = "select * from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id"
-    return list(store.db.query(sql, params))
+    """The audit log, oldest first, by one actor and/or from a date on."""
+    return store.audit_entries(actor, _date(since) if since else None)

@@ -27,7 +27,6 @@ from bot import CONFIG_DIR, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 
-TOKEN_VAR = "TRIAGE_RASA_TOKEN"
 MODELS_DIR = PROJECT_ROOT / "models"
 LOG_DIR = PROJECT_ROOT / "var" / "log"
 STARTUP_TIMEOUT = 300.0
@@ -141,16 +140,16 @@ class RasaStack:
         model: Path | None = None,
         log_dir: Path = LOG_DIR,
         startup_timeout: float = STARTUP_TIMEOUT,
+        token: str | None = None,
     ) -> None:
         self.rasa_port = rasa_port or free_port()
         self.action_port = action_port or free_port()
         self.model = model
         self.startup_timeout = startup_timeout
         self.rasa_url = f"http://127.0.0.1:{self.rasa_port}"
-        # Rasa's HTTP API (tracker, trigger_intent) is protected by a token; processes started
-        # from here (tests, simulate) inherit it through the environment.
-        self.token = os.environ.get(TOKEN_VAR) or secrets.token_hex(24)  # hex: never starts with "-"
-        os.environ[TOKEN_VAR] = self.token
+        # Rasa's HTTP API (tracker, trigger_intent) is protected by a token: the one given
+        # (settings.rasa_token), else a new one; clients get it from ``self.token``.
+        self.token = token or secrets.token_hex(24)  # hex: never starts with "-"
         self.action_url = f"http://127.0.0.1:{self.action_port}"
         python = sys.executable
         self.children = [
@@ -238,16 +237,12 @@ class RasaStack:
         self.stop()
 
 
-def rasa_is_up(url: str) -> bool:
-    """True when a Rasa server with a loaded model answers at ``url`` (with our token)."""
+def rasa_is_up(url: str, token: str | None = None) -> bool:
+    """True when a Rasa server with a loaded model answers at ``url`` (with the token given)."""
     try:
         with httpx.Client(timeout=2.0, trust_env=False) as client:
-            response = client.get(f"{url.rstrip('/')}/status", params=_token_params())
+            response = client.get(f"{url.rstrip('/')}/status", params={"token": token} if token else {})
             return response.status_code == 200 and bool(response.json().get("model_id"))
     except (httpx.HTTPError, ValueError):
         return False
 
-
-def _token_params() -> dict[str, str]:
-    token = os.environ.get(TOKEN_VAR)
-    return {"token": token} if token else {}

@@ -27,6 +27,7 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_RASA_URL": ("rasa_url", "http://127.0.0.1:5005"),
     "TRIAGE_ACTION_URL": ("action_url", "http://127.0.0.1:5055"),
     "TRIAGE_RASA_TIMEOUT": ("rasa_timeout", 10.0),
+    "TRIAGE_RASA_TOKEN": ("rasa_token", None),  # Rasa's --auth-token, for its HTTP API
     "TRIAGE_ON_CALL": ("on_call", None),
     "TRIAGE_REPAGE_MINUTES": ("repage_minutes", 5.0),
     "TRIAGE_ASK_TIMEOUT_MINUTES": ("ask_timeout_minutes", 10.0),
@@ -34,7 +35,8 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
     "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
 }
-FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token", "webhook_secret"}
+SECRETS = ("telegram_token", "webhook_secret", "rasa_token")  # environment only, never printed
+FILE_KEYS = {name for name, _ in ENV_VARS.values()} - set(SECRETS)
 
 
 class SettingsError(ValueError):
@@ -52,6 +54,7 @@ class Settings:
     rasa_url: str = "http://127.0.0.1:5005"
     action_url: str = "http://127.0.0.1:5055"
     rasa_timeout: float = 10.0
+    rasa_token: str | None = None  # Rasa's HTTP API token (``triage up`` makes one when unset)
     on_call: str | None = None  # Telegram user id of the on-call clinician
     repage_minutes: float = 5.0
     ask_timeout_minutes: float = 10.0  # an unanswered direct question pages after this
@@ -60,9 +63,7 @@ class Settings:
     webhook_port: int = 8443
 
     def __repr__(self) -> str:  # never print the token
-        shown = {k: v for k, v in self.__dict__.items() if k not in ("telegram_token", "webhook_secret")}
-        shown["telegram_token"] = "***" if self.telegram_token else None
-        shown["webhook_secret"] = "***" if self.webhook_secret else None
+        shown = {k: ("***" if v else None) if k in SECRETS else v for k, v in self.__dict__.items()}
         return f"Settings({shown})"
 
 

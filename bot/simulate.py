@@ -19,7 +19,7 @@ from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack, rasa_is_up
 from bot.settings import Settings
-from bot.storage import Store
+from bot.store import Store
 
 SCRIPT_KEYS = {"chat", "text", "region"}
 
@@ -80,25 +80,28 @@ class JsonLinesSink:
     async def reply(self, event: Reply) -> None:
         self._write(event.to_json())
 
-    async def alert(self, event: Alert) -> bool:
+    queues_alerts = False
+
+    async def alert(self, event: Alert) -> None:
         self._write(event.to_json())
-        return True
 
     async def review(self, event: Review) -> None:
         self._write(event.to_json())
 
-    async def relay(self, inbound, clinician: str, message_id: int) -> None:
-        self._write({"type": "relay", "chat": inbound.chat, "clinician": clinician})
+    async def relay(self, text: str, conversation_id: str, clinician: str, message_id: int) -> None:
+        self._write({"type": "relay", "chat": conversation_id.split(":", 1)[1], "clinician": clinician})
 
     def _write(self, obj: dict) -> None:
         self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.out.flush()
 
 
-async def run_script(script: list[ScriptLine], settings: Settings, rasa_url: str, out: TextIO) -> None:
+async def run_script(
+    script: list[ScriptLine], settings: Settings, rasa_url: str, rasa_token: str | None, out: TextIO
+) -> None:
     """Run a parsed script through the pipeline against the Rasa server at ``rasa_url``."""
     store = Store(settings.db_path)
-    rasa = RasaClient(rasa_url, settings.rasa_timeout)
+    rasa = RasaClient(rasa_url, settings.rasa_timeout, rasa_token)
     pipeline = Pipeline(store, get_screener(), rasa, JsonLinesSink(out), settings.region)
     try:
         for line in script:
@@ -114,9 +117,9 @@ def simulate(script: list[ScriptLine], settings: Settings, out: TextIO = sys.std
     """Run the script, starting (and afterwards stopping) Rasa if none is answering."""
     import asyncio
 
-    if rasa_is_up(settings.rasa_url):
-        asyncio.run(run_script(script, settings, settings.rasa_url, out))
+    if rasa_is_up(settings.rasa_url, settings.rasa_token):
+        asyncio.run(run_script(script, settings, settings.rasa_url, settings.rasa_token, out))
         return
     sys.stderr.write("triage simulate: starting the Rasa and action servers (takes a while)…\n")
-    with RasaStack() as stack:
-        asyncio.run(run_script(script, settings, stack.rasa_url, out))
+    with RasaStack(token=settings.rasa_token) as stack:
+        asyncio.run(run_script(script, settings, stack.rasa_url, stack.token, out))

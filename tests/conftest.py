@@ -41,7 +41,7 @@ os.environ["TRIAGE_FLOWS_FILE"] = _always_open_flows_file()
 
 from bot.pipeline import Alert, Reply  # noqa: E402
 from bot.rasa_client import RasaReply, RasaUnavailable  # noqa: E402
-from bot.storage import Store  # noqa: E402
+from bot.store import Store  # noqa: E402
 
 
 @dataclass
@@ -126,9 +126,8 @@ class RecordingSink:
     async def reply(self, event: Reply) -> None:
         self.events.append(event)
 
-    async def alert(self, event: Alert) -> bool:
+    async def alert(self, event: Alert) -> None:
         self.events.append(event)
-        return True
 
     async def review(self, event) -> None:
         self.events.append(event)
@@ -148,7 +147,11 @@ def rasa_stack():
 
     stack = RasaStack()
     stack.start()
+    # Commands the tests run (``triage simulate``, a gateway process) read their settings from
+    # the environment, as a deployment's would: the token of this stack's Rasa HTTP API too.
+    os.environ["TRIAGE_RASA_TOKEN"] = stack.token
     yield stack
+    os.environ.pop("TRIAGE_RASA_TOKEN", None)
     stack.stop()
 
 

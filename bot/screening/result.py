@@ -4,16 +4,18 @@ A :class:`Signal` is one piece of evidence with its context flags and where it c
 (``source``: ``"rule"`` for a risk pattern, ``"model"`` for the learned model's sentence).
 A :class:`ScreeningResult` carries the decision: ``tier`` is ``page``, ``ask`` or ``none``;
 ``escalate`` is true only for ``page``.
+
+Whether one signal escalates has one answer, :attr:`Signal.escalates`; the JSON form carries
+it as ``"escalates"`` so that the alert's evidence and the transcript's highlights quote
+exactly the signals the screen paged for (:func:`escalates` reads it back).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-CATEGORIES = ("self_harm", "harm_to_others", "lethal_means", "being_harmed", "third_party_concern")
-PRIORITIES = ("routine", "urgent", "imminent")
-TIERS = ("page", "ask", "none")
+from bot.terms import CATEGORIES, PRIORITIES, TIERS  # noqa: F401 - re-exported for the screening modules
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,20 @@ class Signal:
             "experiencer": self.experiencer, "historical": self.historical,
             "figurative": self.figurative, "imminent": self.imminent,
             "retracted": self.retracted, "reported": self.reported, "rule": self.rule,
-            "source": self.source,
+            "source": self.source, "escalates": self.escalates,
         }
         if self.score is not None:
             out["score"] = round(self.score, 4)
         return out
+
+
+def escalates(signal: dict[str, Any]) -> bool:
+    """Whether a signal in its JSON form escalates: as the screen said, or (for a result stored
+    before the screen wrote it down) as :attr:`Signal.escalates` says of its flags."""
+    if "escalates" in signal:
+        return bool(signal["escalates"])
+    known = {f.name for f in fields(Signal)}
+    return Signal(**{k: v for k, v in signal.items() if k in known}).escalates
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ def test_disguised_risk_still_escalates(pipeline, name):
 
 @pytest.mark.rasa
 def test_100k_characters_in_console_mode(rasa_stack, tmp_path):
-    settings = load_settings({"TRIAGE_DB": str(tmp_path / "c.db"), "TRIAGE_RASA_URL": rasa_stack.rasa_url},
+    settings = load_settings({"TRIAGE_DB": str(tmp_path / "c.db"), "TRIAGE_RASA_URL": rasa_stack.rasa_url,
+                              "TRIAGE_RASA_TOKEN": rasa_stack.token},
                              clinic_file=None)
     text = "ok " * 33333 + "I want to kill myself"
     out = io.StringIO()
@@ -108,7 +109,7 @@ def test_simulate_positive_gets_card_and_alert_with_rasa_stopped(tmp_path):
     settings = load_settings({"TRIAGE_DB": str(tmp_path / "s.db"), "TRIAGE_RASA_TIMEOUT": "2"}, clinic_file=None)
     out = io.StringIO()
     script = parse_script([json.dumps({"chat": "dana", "text": "I took 30 tylenol an hour ago", "region": "UK"})])
-    asyncio.run(run_script(script, settings, f"http://127.0.0.1:{free_port()}", out))
+    asyncio.run(run_script(script, settings, f"http://127.0.0.1:{free_port()}", None, out))
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert events[0]["type"] == "reply" and "116 123" in events[0]["text"]
     assert events[1]["type"] == "alert" and events[1]["priority"] == "imminent"

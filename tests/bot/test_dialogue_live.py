@@ -22,7 +22,7 @@ def chat(rasa_stack, store, fake_screener, sink):
 
     def say(text: str, region: str = "US") -> list[Reply | Alert]:
         async def turn():
-            client = RasaClient(rasa_stack.rasa_url, timeout=30)
+            client = RasaClient(rasa_stack.rasa_url, timeout=30, token=rasa_stack.token)
             try:
                 pipeline = Pipeline(store, fake_screener, client, sink)
                 return await pipeline.handle(Inbound(chat=name, text=text, region=region))

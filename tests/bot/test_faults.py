@@ -18,8 +18,8 @@ from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.servers import RasaStack
 from bot.settings import load_settings
-from bot.storage import Store
-from bot.telegram_gateway import TelegramGateway
+from bot.store import Store
+from bot.telegram.gateway import TelegramGateway, running
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
 STAFF = -100900
@@ -94,12 +94,9 @@ def test_rasa_and_action_server_dying_mid_load_keep_cards_and_alerts_flowing(tmp
 
             async def scenario():
                 store = Store(settings.db_path)
-                rasa = RasaClient(stack.rasa_url, timeout=5)
+                rasa = RasaClient(stack.rasa_url, timeout=5, token=stack.token)
                 gateway = TelegramGateway(settings, store, get_screener(), rasa)
-                async with gateway.app:
-                    gateway.sender.start()
-                    gateway.outbox.start()
-                    poller = asyncio.create_task(gateway.poll(timeout=1))
+                async with running(gateway, lambda: gateway.poll(timeout=1)):
 
                     async def send_and_wait(chat, text, replies):
                         api.push(text_update(chat, text))
@@ -124,11 +121,6 @@ def test_rasa_and_action_server_dying_mid_load_keep_cards_and_alerts_flowing(tmp
                         texts = await send_and_wait(3004, BENIGN, 2)
                         assert texts[0] == FAILSAFE_TEXT and "988" in texts[1]
                     finally:
-                        poller.cancel()
-                        await asyncio.gather(poller, return_exceptions=True)
-                        await gateway.drain()
-                        await gateway.outbox.stop()
-                        await gateway.sender.stop()
                         await rasa.close()
                         store.close()
 

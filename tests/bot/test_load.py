@@ -14,8 +14,8 @@ from telegram.ext import AIORateLimiter
 from bot.rasa_client import RasaClient
 from bot.screening import get_screener
 from bot.settings import load_settings
-from bot.storage import Store
-from bot.telegram_gateway import TelegramGateway
+from bot.store import Store
+from bot.telegram.gateway import TelegramGateway, running
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
 STAFF = -100300
@@ -42,28 +42,20 @@ def test_fifty_chats_forty_messages_nothing_lost_nothing_misrouted(rasa_stack, t
 
         async def scenario():
             store = Store(settings.db_path)
-            rasa = RasaClient(rasa_stack.rasa_url, timeout=60)
+            rasa = RasaClient(rasa_stack.rasa_url, timeout=60, token=rasa_stack.token)
             unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
             gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
-            async with gateway.app:
-                gateway.sender.start()
-                gateway.outbox.start()
-                poller = asyncio.create_task(gateway.poll(timeout=1))
-                deadline = time.monotonic() + 900
-                try:
-                    while store.db.execute("select count(*) from updates where status = 'done'").fetchone()[0] < total:
+            try:
+                async with running(gateway, lambda: gateway.poll(timeout=1)):
+                    deadline = time.monotonic() + 900
+                    while store.db["updates"].count < total or store.pending_updates():
                         assert time.monotonic() < deadline, "load not handled in time"
                         await asyncio.sleep(0.5)
                     while store.undelivered_alerts():
                         assert time.monotonic() < deadline, "alerts not delivered in time"
                         await asyncio.sleep(0.2)
-                finally:
-                    poller.cancel()
-                    await asyncio.gather(poller, return_exceptions=True)
-                    await gateway.drain()
-                    await gateway.outbox.stop()
-                    await gateway.sender.stop()
-                    await rasa.close()
+            finally:
+                await rasa.close()
             return store
 
         store = asyncio.run(scenario())

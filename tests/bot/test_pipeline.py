@@ -148,20 +148,20 @@ def test_rasa_server_error_gives_polite_reply(store, fake_screener, sink):
 
 def test_same_update_is_handled_once(store, fake_screener, fake_rasa, sink):
     pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
-    first = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", update_id=41)))
-    again = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", update_id=41)))
+    first = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", ref=41)))
+    again = run(pipeline.handle(Inbound(chat="h", text="RISK", channel="telegram", ref=41)))
     assert first and again == []
     assert len(fake_rasa.calls) == 1 and len(store.alerts()) == 1
 
 
 def test_update_stored_before_a_crash_is_resumed_on_replay(store, fake_screener, fake_rasa, sink):
     # the process died right after storing the update: nothing screened, sent or paged
-    store.store_inbound("telegram:9", "telegram", "RISK", update_id=77)
+    store.store_inbound("telegram:9", "telegram", "RISK", ref=77)
     pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
-    events = run(pipeline.handle(Inbound(chat="9", text="RISK", channel="telegram", update_id=77)))
+    events = run(pipeline.handle(Inbound(chat="9", text="RISK", channel="telegram", ref=77)))
     assert [type(e) for e in events] == [Reply, Alert]  # card and alert, once
     assert fake_rasa.calls == []  # the dialogue is not replayed: it might answer twice
-    assert run(pipeline.handle(Inbound(chat="9", text="RISK", channel="telegram", update_id=77))) == []
+    assert run(pipeline.handle(Inbound(chat="9", text="RISK", channel="telegram", ref=77))) == []
 
 
 def test_rasa_escalate_payload_opens_a_case_and_alerts(store, fake_screener, fake_rasa, sink):

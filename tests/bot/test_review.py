@@ -16,7 +16,7 @@ from bot import cases
 from bot.pipeline import Inbound, Pipeline
 from bot.review import (ReviewError, annotate, export_labels, list_cases, parse_age, purge,
                         render, transcript)
-from bot.storage import Store, migrations
+from bot.store import Store, migrations
 
 CLIN = frozenset({"42"})
 
@@ -64,7 +64,7 @@ def test_markdown_and_json_transcripts_carry_messages_history_and_alerts(filled)
 def test_every_transcript_access_is_audited(filled):
     transcript(filled, 2, "cli:dr_lee")
     assert ("cli:dr_lee", "transcript", "case:2") in [
-        (r["actor"], r["action"], r["target"]) for r in filled.db["audit_log"].rows]
+        (r["actor"], r["action"], r["target"]) for r in filled.audit_entries()]
 
 
 def test_annotations_and_labels_export_in_eval_format(filled):
@@ -87,7 +87,7 @@ def test_case_history_replays_to_the_current_state(filled):
     cases.resolve(filled, CLIN, 1, "42", "seen in clinic")
     for case_id in (1, 2, 3):
         row = filled.case(case_id)
-        state = filled.replay_case(case_id)
+        state = cases.replay(filled.case_events(case_id))
         assert (state["status"], state["priority"], state["claimed_by"], state["resolved_by"], state["outcome"]) == (
             row["status"], row["priority"], row["claimed_by"], row["resolved_by"], row["outcome"])
         assert state["categories"] == json.loads(row["categories"])
@@ -103,7 +103,7 @@ def test_purge_deletes_old_resolved_cases_and_keeps_open_ones(filled):
     assert counts == {"cases": 1, "conversations": 1, "messages": 4}  # 1 in, card, reply, flow
     assert filled.case(3) is None and filled.messages("console:carol") == []
     assert filled.case(1) and filled.case(2) and filled.messages("console:alice")
-    assert any(r["action"] == "purge" for r in filled.db["audit_log"].rows)
+    assert any(r["action"] == "purge" for r in filled.audit_entries())
 
 
 def test_migrations_upgrade_an_older_database_in_place(tmp_path):
@@ -117,14 +117,16 @@ def test_migrations_upgrade_an_older_database_in_place(tmp_path):
                            "created_at": "t"})
     conn.close()
     store = Store(path)
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers",
+                                                             "m005_updates_by_conversation"]
     assert store.messages("console:x")[0]["text"] == "kept"
     assert "relay_message_id" in store.db["messages"].columns_dict and store.db["labels"].exists()
 
 
 def test_in_memory_database_works(tmp_path):
     store = Store(":memory:")
-    assert store.store_inbound("c:1", "console", "hi").first_contact
+    assert not store.store_inbound("c:1", "console", "hi").duplicate
+    assert store.conversation("c:1") is not None
 
 
 def triage(db, *args, stdin=None):

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from bot.storage import Store, StorageError, migrations
+from bot.store import Store, StorageError, migrations
 
 
 def test_file_database_uses_wal_and_foreign_keys(tmp_path):
@@ -22,27 +22,17 @@ def test_migrations_are_named_and_applied_once(tmp_path):
     path = tmp_path / "t.db"
     Store(path).close()
     store = Store(path)  # re-opening applies nothing new
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers",
+                                                             "m005_updates_by_conversation"]
     assert migrations.pending(store.db) == []
 
 
 def test_inbound_is_idempotent_on_update_id(store):
-    first = store.store_inbound("telegram:1", "telegram", "hi", update_id=7)
-    again = store.store_inbound("telegram:1", "telegram", "hi", update_id=7)
-    assert first.first_contact and not first.duplicate
+    first = store.store_inbound("telegram:1", "telegram", "hi", ref=7)
+    again = store.store_inbound("telegram:1", "telegram", "hi", ref=7)
+    assert store.conversation("telegram:1") is not None and not first.duplicate
     assert again.duplicate and again.message_id == first.message_id
     assert len(store.messages("telegram:1")) == 1
-
-
-def test_case_history_is_appended_and_priority_only_rises(store):
-    store.ensure_conversation("c:1", "console", "US")
-    case, opened = store.open_or_raise_case("c:1", "routine", [], details={}, message_id=None)
-    assert opened
-    store.open_or_raise_case("c:1", "imminent", ["self_harm"], details={}, message_id=None)
-    case, opened = store.open_or_raise_case("c:1", "urgent", ["lethal_means"], details={}, message_id=None)
-    assert not opened and case["priority"] == "imminent"
-    assert json.loads(case["categories"]) == ["lethal_means", "self_harm"]
-    assert [e["event"] for e in store.case_events(case["id"])] == ["opened", "raised", "signal"]
 
 
 def test_unwritable_database_is_a_clear_error(tmp_path):
@@ -72,7 +62,7 @@ def test_full_disk_is_a_clear_storage_error(tmp_path):
     store.db.execute(f"pragma max_page_count = {pages + 1}")  # the file cannot grow: a full disk
     with pytest.raises(StorageError, match="full"):
         for i in range(200):
-            store.store_inbound("c:1", "console", "x" * 2000, update_id=i)
+            store.store_inbound("c:1", "console", "x" * 2000, ref=i)
 
 
 def test_a_reader_can_open_the_database_while_another_process_writes(tmp_path):
@@ -95,4 +85,29 @@ def test_a_reader_can_open_the_database_while_another_process_writes(tmp_path):
 def _write_a_lot(path: str) -> None:
     with Store(path) as store:
         for i in range(300):
-            store.store_inbound(f"c:{i % 7}", "console", "hello", update_id=i)
+            store.store_inbound(f"c:{i % 7}", "console", "hello", ref=i)
+
+
+def test_the_database_and_its_wal_are_owner_only(tmp_path):
+    path = tmp_path / "private.db"
+    with Store(path) as store:
+        store.store_inbound("c:1", "console", "something private")
+        for name in (path, path.with_name("private.db-wal")):
+            assert name.stat().st_mode & 0o777 == 0o600, name
+
+
+def test_m005_names_the_conversation_of_updates_stored_before_it(tmp_path):
+    import sqlite3 as sqlite
+
+    from sqlite_utils import Database
+
+    path = tmp_path / "old.db"
+    conn = sqlite.connect(path)
+    db = Database(conn)
+    migrations.apply(db, stop_before="m005_updates_by_conversation")
+    raw = {"update_id": 3, "edited_message": {"chat": {"id": 55}, "text": "x"}}
+    db["updates"].insert({"update_id": 3, "raw": json.dumps(raw), "received_at": "t", "status": "done"})
+    conn.close()
+    with Store(path) as store:
+        assert [r["conversation_id"] for r in store.db["updates"].rows] == ["telegram:55"]
+        assert "telegram_chat_id" not in store.db["conversations"].columns_dict

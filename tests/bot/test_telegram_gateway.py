@@ -10,12 +10,15 @@ import time
 import pytest
 from fake_bot_api import FakeBotApi, callback_update, edited_update, photo_update, text_update
 
-from bot.outbox import sign
+from bot.telegram.outbox import sign
 from bot.rasa_client import RasaClient, RasaReply
 from bot.servers import free_port
 from bot.settings import load_settings
-from bot.storage import StorageError, Store
-from bot.telegram_gateway import CLINICIAN_PREFIX, NON_TEXT, TelegramGateway
+from bot.store import StorageError, Store
+from bot.pipeline import NON_TEXT
+from bot.telegram import gateway as telegram_gateway
+from bot.telegram.gateway import TelegramGateway
+from bot.telegram.staff import CLINICIAN_PREFIX
 
 STAFF = -100500
 CLINICIAN = 4242
@@ -48,20 +51,12 @@ async def running(settings, screener, rasa, store=None):
     own_store = store is None
     store = store or Store(settings.db_path)
     gateway = TelegramGateway(settings, store, screener, rasa)
-    async with gateway.app:
-        gateway.sender.start()
-        gateway.outbox.start()
-        poller = asyncio.create_task(gateway.poll(timeout=1))
-        try:
+    try:
+        async with telegram_gateway.running(gateway, lambda: gateway.poll(timeout=1)):
             yield gateway
-        finally:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
-            await gateway.drain()
-            await gateway.outbox.stop()
-            await gateway.sender.stop()
-            if own_store:
-                store.close()
+    finally:
+        if own_store:
+            store.close()
 
 
 async def until(predicate, timeout: float = 10.0):
@@ -117,7 +112,7 @@ def test_claim_button_from_clinician_claims_and_stranger_is_refused(api, tmp_pat
     assert "only the clinic's listed clinicians" in answers[0]["text"]
     assert "not valid" in answers[-1]["text"]
     assert store.case(1)["claimed_by"] == str(CLINICIAN)
-    audit = [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+    audit = [(r["actor"], r["action"]) for r in store.audit_entries()]
     assert (str(STRANGER), "refused:claim") in audit and (str(CLINICIAN), "claim") in audit
     assert (str(CLINICIAN), "refused:forged-button") in audit
 
@@ -149,7 +144,7 @@ def test_staff_commands_lifecycle_and_refusals(api, tmp_path, fake_screener, fak
     assert events == ["opened", "claimed", "note", "resolved"]
     (doc,) = api.sent("sendDocument")
     assert "«ACUTE»" in doc["document"]["content"]
-    assert ("%d" % CLINICIAN, "transcript") in [(r["actor"], r["action"]) for r in store.db["audit_log"].rows]
+    assert ("%d" % CLINICIAN, "transcript") in [(r["actor"], r["action"]) for r in store.audit_entries()]
 
 
 def test_client_slash_text_reaches_rasa_as_text(api, tmp_path, fake_screener, fake_rasa):
@@ -257,8 +252,9 @@ def test_takeover_relays_both_ways_and_release_hands_back(api, tmp_path, fake_sc
             api.push(text_update(CLIENT, "are you there?"))
             relayed = await until(lambda: [m for m in api.sent(chat_id=STAFF) if "are you there?" in m["text"]])
             assert len(fake_rasa.calls) == calls_before  # the bot stays quiet
-            relay_id = store.db.execute(
-                "select relay_message_id from messages where text = 'are you there?'").fetchone()[0]
+            relay_id = await until(lambda: next(  # stored once Telegram has answered the send
+                (m["relay_message_id"] for m in store.messages(f"telegram:{CLIENT}") if m["text"] == "are you there?"),
+                None))
             reply = text_update(STAFF, "Yes, I'm here. Are you safe right now?", user_id=CLINICIAN)
             reply["message"]["reply_to_message"] = {"message_id": relay_id, "date": 0,
                                                     "chat": {"id": STAFF, "type": "supergroup"}}
@@ -401,7 +397,7 @@ def test_webhook_stores_before_answering_and_checks_the_secret(api, tmp_path, fa
     import httpx
 
     from bot.servers import free_port
-    from bot.telegram_gateway import serve_webhook
+    from bot.telegram.gateway import serve_webhook
 
     port = free_port()
     settings = settings_for(api, tmp_path / "t.db", TRIAGE_WEBHOOK_URL="https://clinic.example/telegram",
@@ -411,10 +407,7 @@ def test_webhook_stores_before_answering_and_checks_the_secret(api, tmp_path, fa
     async def scenario():
         gateway = TelegramGateway(settings, store, fake_screener, fake_rasa)
         stop = asyncio.Event()
-        async with gateway.app:
-            gateway.sender.start()
-            gateway.outbox.start()
-            server = asyncio.create_task(serve_webhook(gateway, stop))
+        async with telegram_gateway.running(gateway, lambda: serve_webhook(gateway, stop)):
             await until(lambda: api.sent("setWebhook"))
             async with httpx.AsyncClient(trust_env=False) as client:
                 url = f"http://127.0.0.1:{port}/telegram"
@@ -424,10 +417,7 @@ def test_webhook_stores_before_answering_and_checks_the_secret(api, tmp_path, fa
                 stored_when_answered = store.db["updates"].count
             await until(lambda: api.sent(chat_id=STAFF))
             stop.set()
-            await server
-            await gateway.drain()
-            await gateway.outbox.stop()
-            await gateway.sender.stop()
+            await gateway.receiver
         return forged.status_code, ok.status_code, stored_when_answered
 
     forged, ok, stored = asyncio.run(scenario())

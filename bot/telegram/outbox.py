@@ -2,9 +2,9 @@
 and re-page unclaimed cases (ARCHITECTURE.md invariant 5).
 
 Alerts are rows in ``alerts`` (written by bot.escalation before anything is sent). This
-worker reads what is due, sends it with the Claim / Transcript / Take over / Resolve
-buttons, records delivery or the failure and the next attempt, and on restart simply
-carries on from the table.
+worker reads what is due and sends it with the Claim / Transcript / Take over / Resolve
+buttons through ``bot.escalation.deliver`` (which records delivery, or the failure and the
+next attempt), and on restart simply carries on from the table.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
 from bot.ask import page_unanswered
-from bot.storage import Store, now
-from bot.telegram_send import PRIORITY_ALERT, Sender, escape
+from bot.escalation import deliver
+from bot.store import Store, now
+from bot.telegram.send import PRIORITY_ALERT, Sender, escape
 
 log = logging.getLogger(__name__)
 
 BUTTONS = (("Claim", "claim"), ("Transcript", "transcript"), ("Take over", "takeover"), ("Resolve", "resolve"))
-MAX_BACKOFF = 300.0
 
 
 def sign(secret: bytes, action: str, case_id: int) -> str:
@@ -137,34 +137,22 @@ class AlertOutbox:
 
     async def deliver(self, alert: dict[str, Any]) -> bool:
         """Send one alert; record delivery, or the failure and when to try again."""
-        self._sending.add(alert["id"])
-        try:
-            target = alert["target_chat"] or self.staff_chat_id
+
+        async def send() -> int:
             messages = await self.sender.send(
-                target,
+                alert["target_chat"] or self.staff_chat_id,
                 alert_html(alert),
                 priority=PRIORITY_ALERT,
                 parse_mode=ParseMode.HTML,
                 reply_markup=keyboard(self.secret, alert["case_id"]),
             )
-        except Exception as exc:  # noqa: BLE001 - recorded; the row stays undelivered
-            attempts = (alert["attempts"] or 0) + 1
-            backoff = min(2.0 ** attempts, MAX_BACKOFF)
-            retry_at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=backoff)).isoformat()
-            self.store.db["alerts"].update(
-                alert["id"],
-                {"attempts": attempts, "last_error": type(exc).__name__, "next_attempt_at": retry_at},
-            )
-            log.error("alert %s not delivered (attempt %s): %s", alert["id"], attempts, type(exc).__name__)
-            return False
+            return messages[-1].message_id
+
+        self._sending.add(alert["id"])
+        try:
+            return await deliver(self.store, alert["id"], alert["attempts"] or 0, send)
         finally:
             self._sending.discard(alert["id"])
-        self.store.db["alerts"].update(
-            alert["id"],
-            {"delivered_at": now(), "attempts": (alert["attempts"] or 0) + 1,
-             "telegram_message_id": messages[-1].message_id},
-        )
-        return True
 
     def schedule_repages(self) -> None:
         """Queue a more prominent page for every open case nobody has claimed in time."""
@@ -182,9 +170,8 @@ class AlertOutbox:
                 f"Categories: {case['categories']}. Press Claim, or send /claim {case['id']}."
             )
             with self.store.write():
-                self.store.db["cases"].update(case["id"], {"pages": pages, "last_paged_at": now()})
-                alert_id = self.store.record_alert(case["id"], case["priority"], [], text, None)
-                self.store.db["alerts"].update(alert_id, {"kind": "repage"})
+                self.store.mark_paged(case["id"], pages)
+                self.store.record_alert(case["id"], case["priority"], [], text, None, kind="repage")
                 if self.on_call and self.after_hours():
-                    dm = self.store.record_alert(case["id"], case["priority"], [], text, None)
-                    self.store.db["alerts"].update(dm, {"kind": "repage", "target_chat": self.on_call})
+                    self.store.record_alert(case["id"], case["priority"], [], text, None,
+                                            kind="repage", target_chat=self.on_call)
