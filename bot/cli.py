@@ -226,8 +226,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_account() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
 def _actor(args: argparse.Namespace) -> str:
-    return args.actor or f"cli:{getpass.getuser()}"
+    return args.actor or _local_account()
+
+
+def _clinician_only(name: str, func):
+    """Gate a review command with the one authorisation check (bot.cases.authorise).
+
+    On the command line the allow-list is ``TRIAGE_CLINICIANS`` plus the machine account that
+    runs the command (``cli:<user>``: it can read the owner-only database anyway); ``--actor``
+    naming anyone else is refused with the one refusal text, and the refusal is audited.
+    """
+
+    def gated(args: argparse.Namespace) -> int:
+        from bot.cases import NotAllowed, authorise
+
+        allowed = load_settings().clinicians | {_local_account()}
+        try:
+            authorise(_store(), allowed, _actor(args), name, "cli", audit_allowed=False)
+        except NotAllowed as exc:
+            sys.stderr.write(f"triage {name}: {exc}\n")
+            return 2
+        return func(args)
+
+    gated.__doc__ = func.__doc__
+    return gated
 
 
 def _store():
@@ -405,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     def review(name: str, func, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=func.__doc__)
         p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.add_argument("--actor", help="who is asking, for the audit log (default cli:<user>)")
-        p.set_defaults(func=func)
+        p.add_argument("--actor", help="who is asking: a clinician of TRIAGE_CLINICIANS, or this machine "
+                                       "account (the default, cli:<user>); anyone else is refused")
+        p.set_defaults(func=_clinician_only(name, func))
         return p
 
     p = review("cases", cmd_cases, "list cases, most urgent and oldest first")

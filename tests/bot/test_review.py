@@ -129,8 +129,8 @@ def test_in_memory_database_works(tmp_path):
     assert store.conversation("c:1") is not None
 
 
-def triage(db, *args, stdin=None):
-    env = dict(os.environ, TRIAGE_DB=str(db))
+def triage(db, *args, stdin=None, clinicians="dr_cli"):
+    env = dict(os.environ, TRIAGE_DB=str(db), TRIAGE_CLINICIANS=clinicians)
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, input=stdin,
                           capture_output=True, text=True, timeout=120)
 
@@ -156,6 +156,26 @@ def test_review_commands_from_the_cli(filled, tmp_path):
     assert triage(db, "purge", "--older-than", "soon").returncode == 2
     audit = json.loads(triage(db, "audit", "--json").stdout)
     assert ("dr_cli", "transcript", "case:1") in [(r["actor"], r["action"], r["target"]) for r in audit]
+
+
+def test_a_review_command_refuses_anyone_not_allow_listed_with_the_one_refusal(filled):
+    """bot.cases.authorise on the command line: TRIAGE_CLINICIANS plus this machine account."""
+    from bot.cases import REFUSAL
+
+    db = filled.path
+    for command in (["transcript", "1"], ["cases"], ["annotate", "1", "--outcome", "x"],
+                    ["export-labels"], ["purge", "--older-than", "90d", "--dry-run"], ["audit"]):
+        refused = triage(db, *command, "--actor", "stranger")
+        assert refused.returncode == 2, command
+        assert REFUSAL in refused.stderr and not refused.stdout, command
+    audit = filled.audit_entries()
+    refusals = [(r["actor"], r["action"]) for r in audit if r["action"].startswith("refused:")]
+    assert ("stranger", "refused:transcript") in refusals and len(refusals) == 6
+    assert not any(r["actor"] == "stranger" and not r["action"].startswith("refused:") for r in audit)
+    # an allow-listed clinician and the machine account itself are let in
+    assert triage(db, "transcript", "1", "--actor", "dr_cli").returncode == 0
+    assert triage(db, "cases", clinicians="").returncode == 0
+    assert triage(db, "cases", "--actor", "dr_cli", clinicians="").returncode == 2
 
 
 @pytest.mark.rasa
