@@ -258,7 +258,7 @@ class Pipeline:
             # The card and the page go out side by side: a slow or throttled send to the
             # client must not hold back the page to a clinician, nor the other way round.
             steps = []
-            if not self.store.card_sent_after(inbound.conversation_id, stored.message_id):
+            if not self.store.card_sent_for(stored.message_id):
                 steps.append(turn.card(
                     abuse="being_harmed" in categories and "self_harm" not in categories,
                     acute=priority == "imminent",
@@ -416,7 +416,7 @@ class Turn:
         event = Reply(self.inbound.chat, text, buttons or [], kind)
         self.events.append(event)
         await self.p.sink.reply(event)  # stored once sent, so a replay knows what went out
-        self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind)
+        self.p.store.store_outbound(self.inbound.conversation_id, text, kind=kind, answers=self.message_id)
 
     async def dialogue(self, replies: list[RasaReply]) -> None:
         """Turn Rasa's replies into events: text and buttons, escalations, safety plans."""
@@ -442,7 +442,7 @@ class Turn:
     async def ask(self, categories: list[str], reason: str, evidence: list[str], forward: bool = False) -> None:
         """The ask tier: the card, a non-paging entry on the queue, and the direct question."""
         conversation_id = self.inbound.conversation_id
-        if not self.card_sent and not self.p.store.card_sent_after(conversation_id, self.message_id):
+        if not self.card_sent and not self.p.store.card_sent_for(self.message_id):
             await self.card(abuse="being_harmed" in categories and "self_harm" not in categories,
                             clinician_told=False)
         case_id = record_review(self.p.store, conversation_id, categories, reason, evidence, self.message_id)

@@ -186,3 +186,17 @@ def m005_updates_by_conversation(db: Database) -> None:
     db["updates"].create_index(["conversation_id"])
     if sqlite3.sqlite_version_info >= (3, 35):  # older SQLite has no DROP COLUMN: the column stays, unused
         db.execute("alter table conversations drop column telegram_chat_id")
+
+
+@migrations()
+def m006_card_answers(db: Database) -> None:
+    """An outbound message records the inbound message it answers (``answers``): a hotline card
+    is matched to its own positive screen, not found by id order — in a burst every inbound
+    row is stored before the first card goes out (issue 12)."""
+    db["messages"].add_column("answers", int)
+    # earlier outbound messages answer the last inbound message before them
+    db.execute(
+        "update messages set answers = (select max(m.id) from messages m where m.conversation_id = "
+        "messages.conversation_id and m.direction = 'in' and m.id < messages.id) where direction = 'out'"
+    )
+    db["messages"].create_index(["answers"])

@@ -157,9 +157,10 @@ class Store:
         text: str,
         *,
         kind: str = "reply",
+        answers: int | None = None,
     ) -> int:
-        """Store a message sent to the client."""
-        return self._insert_message(conversation_id, "out", kind, text, None)
+        """Store a message sent to the client; ``answers`` is the inbound message it answers."""
+        return self._insert_message(conversation_id, "out", kind, text, None, answers)
 
     def _insert_message(
         self,
@@ -168,6 +169,7 @@ class Store:
         kind: str,
         text: str,
         ref: int | None,
+        answers: int | None = None,
     ) -> int:
         table = self.db["messages"]
         table.insert(
@@ -176,6 +178,7 @@ class Store:
                 "direction": direction,
                 "kind": kind,
                 "text": text,
+                "answers": answers,
                 "update_id": ref,  # the column keeps its first name: the channel's delivery ref
                 "created_at": now(),
             }
@@ -275,13 +278,12 @@ class Store:
             **({"scores": json.loads(row["scores"])} if row["scores"] else {}),
         }
 
-    def card_sent_after(self, conversation_id: str, message_id: int) -> bool:
-        """True when a hotline card went out in this conversation after the message."""
+    def card_sent_for(self, message_id: int) -> bool:
+        """True when the hotline card answering this inbound message went out (and was stored)."""
         return bool(
             self.db.execute(
-                "select 1 from messages where conversation_id = ? and id > ? and direction = 'out'"
-                " and kind = 'card' limit 1",
-                [conversation_id, message_id],
+                "select 1 from messages where answers = ? and direction = 'out' and kind = 'card' limit 1",
+                [message_id],
             ).fetchone()
         )
 

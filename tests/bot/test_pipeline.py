@@ -10,6 +10,7 @@ import pytest
 from bot.pipeline import FAILSAFE_TEXT, Alert, Inbound, Pipeline, Reply
 from bot.rasa_client import RasaClient, RasaReply
 from bot.servers import free_port
+from conftest import RecordingSink
 
 
 def run(coro):
@@ -239,3 +240,49 @@ def test_safety_plan_payload_is_saved_on_the_case(store, fake_screener, fake_ras
     case = store.open_case("console:p")
     saved = [e for e in store.case_events(case["id"]) if e["event"] == "safety_plan"]
     assert len(saved) == 1 and json.loads(saved[0]["details"]) == plan
+
+
+
+class SlowSink(RecordingSink):
+    """A sink whose sends take a moment, as Telegram's do."""
+
+    async def reply(self, event: Reply) -> None:
+        await asyncio.sleep(0.02)
+        await super().reply(event)
+
+
+def _cards(store, conversation_id):
+    return [m for m in store.messages(conversation_id) if m["kind"] == "card"]
+
+
+def test_every_positive_screen_in_a_burst_gets_its_own_card(store, fake_screener, fake_rasa):
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, SlowSink())
+
+    async def burst():
+        return await asyncio.gather(*(
+            pipeline.handle(Inbound(chat="b", text=f"RISK number {n}", channel="telegram", ref=100 + n))
+            for n in range(3)))
+
+    run(burst())
+    inbound = [m for m in store.messages("telegram:b") if m["direction"] == "in"]
+    assert sorted(c["answers"] for c in _cards(store, "telegram:b")) == sorted(m["id"] for m in inbound)
+    # a replayed update (Telegram sends it again) gets no second card
+    assert run(pipeline.handle(Inbound(chat="b", text="RISK number 1", channel="telegram", ref=101))) == []
+    assert len(_cards(store, "telegram:b")) == 3
+
+
+def test_a_card_answers_its_own_message_not_the_next_ones(store, fake_screener, fake_rasa, sink):
+    """Every row of a burst stored before the first card went out (here: stored, then the
+    process died): each positive screen still gets its card, once (issue 12: three of twenty
+    chats got one card for two risky messages when cards were found by id order)."""
+    for n in range(3):
+        store.store_inbound("telegram:c", "telegram", f"RISK number {n}", ref=200 + n)
+    pipeline = make_pipeline(store, fake_screener, fake_rasa, sink)
+    for n in range(3):
+        run(pipeline.handle(Inbound(chat="c", text=f"RISK number {n}", channel="telegram", ref=200 + n)))
+    inbound = [m for m in store.messages("telegram:c") if m["direction"] == "in"]
+    cards = _cards(store, "telegram:c")
+    assert len(cards) == 3 and sorted(c["answers"] for c in cards) == sorted(m["id"] for m in inbound)
+    for n in range(3):  # replayed again: nothing more
+        assert run(pipeline.handle(Inbound(chat="c", text=f"RISK number {n}", channel="telegram", ref=200 + n))) == []
+    assert len(_cards(store, "telegram:c")) == 3

@@ -118,7 +118,7 @@ def test_migrations_upgrade_an_older_database_in_place(tmp_path):
     conn.close()
     store = Store(path)
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers",
-                                                             "m005_updates_by_conversation"]
+                                                             "m005_updates_by_conversation", "m006_card_answers"]
     assert store.messages("console:x")[0]["text"] == "kept"
     assert "relay_message_id" in store.db["messages"].columns_dict and store.db["labels"].exists()
 
