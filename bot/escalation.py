@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from bot import cases
+from bot import cases, clock
 from bot.screening.result import escalates
 from bot.store import Store
 from bot.terms import PRIORITIES, PRIORITY_RANK
@@ -169,7 +169,7 @@ async def deliver(store: Store, alert_id: int, attempts: int, send: Callable[[],
     try:
         ref = await send()
     except Exception as exc:  # noqa: BLE001 - recorded; the row stays undelivered
-        retry_at = (dt.datetime.now(dt.timezone.utc) + backoff(attempts + 1)).isoformat()
+        retry_at = (clock.now() + backoff(attempts + 1)).isoformat()
         store.alert_failed(alert_id, type(exc).__name__, retry_at)
         log.error("alert %s not delivered (attempt %s): %s", alert_id, attempts + 1, type(exc).__name__)
         return False

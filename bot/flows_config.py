@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from bot import clock
+
 FLOWS_FILE = Path(__file__).resolve().parent.parent / "config" / "flows.yml"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 TOP_KEYS = {"clinic_hours", "question_retries"}
@@ -47,7 +49,7 @@ class FlowsConfig:
         return opens <= local.time() < closes
 
     def is_after_hours(self, when: dt.datetime | None = None) -> bool:
-        return not self.is_open(when or dt.datetime.now(dt.timezone.utc))
+        return not self.is_open(when or clock.now())
 
 
 def _time(text: str) -> dt.time:

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any, Iterable
 
+from bot import clock
 from bot.screening.result import escalates
 from bot.store import Store
 from bot.transcripts import render_html, render_markdown
@@ -235,7 +236,7 @@ def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = Fa
     A conversation that still has an open or claimed case keeps all its messages. The
     audit log is kept (it holds no message text) and gains an entry for the purge.
     """
-    cutoff = (dt.datetime.now(dt.timezone.utc) - older_than).isoformat()
+    cutoff = (clock.now() - older_than).isoformat()
     counts = store.purge_resolved(cutoff, dry_run=dry_run)
     if not dry_run:
         store.audit(actor, "purge", json.dumps({"older_than_days": older_than.days, **counts}))

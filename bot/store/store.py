@@ -10,7 +10,6 @@ open a case, replay) is decided by ``bot.cases``, not here.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import sqlite3
@@ -20,6 +19,7 @@ from typing import Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
+from bot import clock
 from bot.store.migrations import migrations
 from bot.terms import OPEN_STATUSES, PRIORITIES
 
@@ -36,8 +36,8 @@ def _where(conditions: list[tuple[str, Any]]) -> tuple[list[str], list[Any]]:
 
 
 def now() -> str:
-    """The current UTC time as an ISO 8601 string with microseconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    """The current UTC time as an ISO 8601 string with microseconds (bot.clock)."""
+    return clock.stamp()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 
 from bot.ask import page_unanswered
+from bot.clock import now as clock_now
 from bot.escalation import deliver
 from bot.store import Store, now
 from bot.telegram.send import PRIORITY_ALERT, Sender, escape
@@ -82,7 +83,7 @@ class AlertOutbox:
         after_hours: Callable[[], bool] = lambda: True,
         tick: float = 1.0,
         ask_timeout_minutes: float = 10.0,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+        clock: Callable[[], dt.datetime] = clock_now,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -156,13 +157,13 @@ class AlertOutbox:
 
     def schedule_repages(self) -> None:
         """Queue a more prominent page for every open case nobody has claimed in time."""
-        cutoff = dt.datetime.now(dt.timezone.utc) - self.repage_after
+        cutoff = self.clock() - self.repage_after
         for case in self.store.paged_open_cases():
             last = _parse(case["last_paged_at"] or case["opened_at"])
             if last > cutoff:
                 continue
             pages = (case["pages"] or 0) + 1
-            waited = int((dt.datetime.now(dt.timezone.utc) - _parse(case["opened_at"])).total_seconds() // 60)
+            waited = int((self.clock() - _parse(case["opened_at"])).total_seconds() // 60)
             who = f" On call: {self.on_call} — please claim." if self.on_call else ""
             text = (
                 f"{'🔴' * min(pages, 3)} RE-PAGE {pages}: {case['priority'].upper()} case #{case['id']} "
