@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot import CONFIG_DIR, PROJECT_ROOT
+from bot.files import private_file
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ class Child:
     process: subprocess.Popen | None = None
 
     def start(self, env: dict[str, str]) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.log_path, "ab")
+        handle = open(private_file(self.log_path), "ab")  # logs may quote client text: owner-only
         self.process = subprocess.Popen(
             self.command,
             cwd=PROJECT_ROOT,

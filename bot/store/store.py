@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Iterable, Iterator
 from sqlite_utils import Database
 
 from bot import clock
+from bot.files import private_file
 from bot.store.migrations import migrations
 from bot.terms import OPEN_STATUSES, PRIORITIES
 
@@ -59,12 +59,9 @@ class Store:
         self.path = str(path)
         try:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 # The database holds client text: owner-only (SQLite gives its -wal and -shm
-                # files the same mode).
-                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-                if os.stat(self.path).st_uid == os.getuid():
-                    os.chmod(self.path, 0o600)
+                # files the same mode), in a directory created owner-only (bot.files).
+                private_file(self.path)
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None)
             self.db = Database(conn)
             self.db.execute("PRAGMA foreign_keys = ON")

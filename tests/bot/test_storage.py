@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 
 import pytest
 
@@ -88,12 +90,34 @@ def _write_a_lot(path: str) -> None:
             store.store_inbound(f"c:{i % 7}", "console", "hello", ref=i)
 
 
-def test_the_database_and_its_wal_are_owner_only(tmp_path):
-    path = tmp_path / "private.db"
-    with Store(path) as store:
-        store.store_inbound("c:1", "console", "something private")
-        for name in (path, path.with_name("private.db-wal")):
-            assert name.stat().st_mode & 0o777 == 0o600, name
+def test_the_database_its_wal_and_shm_and_the_server_logs_are_owner_only_in_owner_only_dirs(tmp_path):
+    tmp_path.chmod(0o755)
+    old = os.umask(0o022)  # the usual umask: files 0644 and directories 0755 unless told
+    try:
+        path = tmp_path / "clinic" / "data" / "private.db"
+        with Store(path) as store:
+            store.store_inbound("c:1", "console", "something private")
+            for name in (path, path.with_name("private.db-wal"), path.with_name("private.db-shm")):
+                assert name.stat().st_mode & 0o777 == 0o600, name
+        for directory in (tmp_path / "clinic", tmp_path / "clinic" / "data"):
+            assert directory.stat().st_mode & 0o777 == 0o700, directory
+        assert tmp_path.stat().st_mode & 0o777 == 0o755  # a directory that existed is left alone
+        # an existing database of ours, once readable by all, is tightened
+        loose = tmp_path / "loose.db"
+        loose.touch(mode=0o644)
+        Store(loose).close()
+        assert loose.stat().st_mode & 0o777 == 0o600
+        # the servers' logs (bot.servers.Child) go through the same helper
+        from bot.servers import Child
+
+        log_path = tmp_path / "logs" / "rasa.log"
+        child = Child("probe", [sys.executable, "-c", "print('started')"], "http://127.0.0.1:1/", log_path)
+        child.start(dict(os.environ))
+        child.process.wait(30)
+        assert log_path.stat().st_mode & 0o777 == 0o600
+        assert log_path.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        os.umask(old)
 
 
 def test_m005_names_the_conversation_of_updates_stored_before_it(tmp_path):
