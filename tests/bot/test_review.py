@@ -192,7 +192,8 @@ def test_after_a_risky_simulation_cases_transcript_and_audit_show_it(rasa_stack,
     assert run.returncode == 0, run.stderr[-2000:]
     (case,) = json.loads(triage(db, "cases", "--json").stdout)
     assert case["priority"] in ("urgent", "imminent") and "self_harm" in case["categories"]
-    page = triage(db, "transcript", str(case["id"]), "--format", "html", "--actor", "dr_review").stdout
+    page = triage(db, "transcript", str(case["id"]), "--format", "html", "--actor", "dr_review",
+                  clinicians="dr_review").stdout
     assert "<mark>" in page and "hi" in page and "saving my pills" in page
-    audit = triage(db, "audit").stdout
+    audit = triage(db, "audit", clinicians="dr_review").stdout
     assert "dr_review" in audit and f"case:{case['id']}" in audit
