@@ -277,7 +277,9 @@ def case_view(record: dict[str, Any]) -> dict[str, Any]:
         summary = {k: v for k, v in details.items() if k not in ("facts",)}
         timeline.append({**e, "summary": ", ".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
                                                    for k, v in summary.items())})
-    return {**record, "answers": answers, "plans": plans, "timeline": timeline}
+    why = [{"message": m["id"], "text": seg["text"], "why": seg["why"]}
+           for m in record["messages"] for seg in m["segments"] if seg["mark"]]
+    return {**record, "why": why, "answers": answers, "plans": plans, "timeline": timeline}
 
 
 async def case_page(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ console and the gateway on loopback, the Telegram side played by the fake Bot AP
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import time
@@ -165,10 +166,12 @@ def test_takeover_reply_typed_on_the_page_reaches_the_client(web, api, page):
     until(lambda: not web.store.conversation(f"telegram:{CLIENT}")["takeover_by"])
 
 
-def test_client_text_is_escaped_everywhere(web, api, page):
+def test_client_text_is_escaped_everywhere_and_never_logged(web, api, page, caplog):
+    caplog.set_level(logging.DEBUG)
     hostile = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"><b>RISK</b> & "quotes"'
     case = new_case(web, api, hostile)
-    log_in(page, web.link())
+    link = web.link()
+    log_in(page, link)
     page.goto(f"{web.url}/cases/{case}")
     text = page.locator(".msg.in .text").first
     assert text.inner_text() == hostile
@@ -177,6 +180,11 @@ def test_client_text_is_escaped_everywhere(web, api, page):
     assert page.evaluate("typeof window.pwned") == "undefined"
     csp = page.request.get(f"{web.url}/cases/{case}").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    session = next(c["value"] for c in page.context.cookies() if c["name"] == "triage_session")
+    for record in caplog.records:
+        if record.name.startswith(("bot", "aiohttp")):
+            line = record.getMessage()
+            assert "pwned" not in line and link.rsplit("/", 1)[1] not in line and session not in line
 
 
 def test_a_form_without_the_session_csrf_token_is_refused(web, api, page):
@@ -240,6 +248,7 @@ def test_a_new_clinician_on_a_phone_claims_reads_notes_and_resolves(web, api, pl
         mark = page.locator(".msg.in mark").first
         assert mark.inner_text() == "RISK" and "self_harm" in mark.get_attribute("title")
         assert "Screen: page" in page.locator(".msg.in details summary").first.inner_text()
+        assert "“RISK” — rule: self_harm" in page.locator("#why").inner_text()
         page.fill("#note-text", "Called back, safe with sister tonight")
         page.click("#note")
         page.fill("#outcome", "Safety plan reviewed by phone; follow-up tomorrow")
