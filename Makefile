@@ -32,7 +32,8 @@ $(MODEL_STAMP): $(STAMPS) $(RASA_INPUTS)
 run: setup ## run the assistant (console mode without TELEGRAM_BOT_TOKEN)
 	$(VENV)/bin/triage up
 
-test: setup ## run every test (starts and stops its own Rasa servers)
+test: setup ## run every test (starts and stops its own Rasa servers; the console's in Debian's Chromium)
+	@test -x /usr/bin/chromium || { echo "make test: Chromium is missing for the browser tests: apt-get install -y chromium" >&2; exit 1; }
 	$(PY) -m pytest
 
 validate: setup ## rasa data validate

@@ -376,6 +376,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """Serve the clinicians' web console on 127.0.0.1:$TRIAGE_WEB_PORT (default 8765).
+
+    Put it behind a reverse proxy with TLS and set TRIAGE_WEB_URL to the public address
+    (README: "The clinicians' console"). Example: ``TRIAGE_WEB_PORT=8765 triage web``
+    """
+    from bot.web.serve import run_web
+
+    settings = load_settings()
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_web(settings, stop)
+
+    return asyncio.run(main())
+
+
+def cmd_web_login(args: argparse.Namespace) -> int:
+    """Print a one-time login link to the web console for a clinician of TRIAGE_CLINICIANS.
+
+    The link works once and for 10 minutes; anyone not on the list is refused (exit 2).
+    Example: ``triage web-login --clinician 424242``
+    """
+    from bot.cases import NotAllowed
+    from bot.web.auth import TooManyLinks, issue_link
+
+    try:
+        link = issue_link(_store(), load_settings(), args.clinician)
+    except NotAllowed as exc:
+        sys.stderr.write(f"triage web-login: {exc}\n")
+        return 2
+    except TooManyLinks as exc:
+        sys.stderr.write(f"triage web-login: {exc}\n")
+        return 3
+    sys.stdout.write(link + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage",
@@ -428,6 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description=cmd_simulate.__doc__)
     p.add_argument("file", help='JSON Lines: {"chat": "alice", "text": "hello", "region": "UK"}')
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("web", help="serve the clinicians' web console", description=cmd_web.__doc__)
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("web-login", help="print a one-time console login link for a clinician",
+                       description=cmd_web_login.__doc__)
+    p.add_argument("--clinician", required=True, help="the clinician's Telegram user id (in TRIAGE_CLINICIANS)")
+    p.set_defaults(func=cmd_web_login)
 
     def review(name: str, func, help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=func.__doc__)

@@ -93,6 +93,11 @@ async def run_console(
     )
     out.flush()
     code = 0
+    from bot.web.relay import ConsoleRelay
+    from bot.web.serve import console_server
+
+    web = console_server(settings, store, ConsoleRelay(store, out))
+    await web.__aenter__()  # TRIAGE_WEB_PORT set: the clinicians' console beside the chat
     try:
         while not stop.is_set():
             if stack is not None and (dead := stack.dead_child()):
@@ -107,6 +112,7 @@ async def run_console(
                 break
             await pipeline.handle(Inbound(chat=user, text=line, channel="console"))
     finally:
+        await web.__aexit__(None, None, None)
         await rasa.close()
         store.close()
     return code

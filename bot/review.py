@@ -123,6 +123,8 @@ def transcript(store: Store, case_id: int, actor: str) -> dict[str, Any]:
                 "categories": json.loads(screening["categories"]),
                 "signals": signals,
                 "highlight": _escalating_spans(signals, len(m["text"] or "")) if screening["escalate"] else [],
+                "tier": screening["tier"] or ("page" if screening["escalate"] else "none"),
+                "scores": json.loads(screening["scores"]) if screening["scores"] else None,
             }
         messages.append(entry)
     case_view = dict(case)
@@ -243,6 +245,8 @@ def purge(store: Store, older_than: dt.timedelta, actor: str, dry_run: bool = Fa
     return counts
 
 
-def audit_entries(store: Store, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-    """The audit log, oldest first, by one actor and/or from a date on."""
-    return store.audit_entries(actor, _date(since) if since else None)
+def audit_entries(
+    store: Store, actor: str | None = None, since: str | None = None, case: int | None = None
+) -> list[dict[str, Any]]:
+    """The audit log, oldest first, by one actor, from a date on and/or about one case."""
+    return store.audit_entries(actor, _date(since) if since else None, f"case:{case}" if case else None)

@@ -34,6 +34,10 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_WEBHOOK_URL": ("webhook_url", None),
     "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
     "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
+    # the clinicians' web console (issue 13)
+    "TRIAGE_WEB_PORT": ("web_port", None),  # `triage web` uses 8765 when unset; `triage up` serves it only when set
+    "TRIAGE_WEB_URL": ("web_url", None),  # the public base URL in login links (behind TLS)
+    "TRIAGE_WEB_IDLE_HOURS": ("web_idle_hours", 12.0),  # a session ends after a shift of idleness
 }
 SECRETS = ("telegram_token", "webhook_secret", "rasa_token")  # environment only, never printed
 FILE_KEYS = {name for name, _ in ENV_VARS.values()} - set(SECRETS)
@@ -61,6 +65,9 @@ class Settings:
     webhook_url: str | None = None  # set → webhook mode instead of long polling
     webhook_secret: str | None = None
     webhook_port: int = 8443
+    web_port: int | None = None
+    web_url: str | None = None
+    web_idle_hours: float = 12.0
 
     def __repr__(self) -> str:  # never print the token
         shown = {k: ("***" if v else None) if k in SECRETS else v for k, v in self.__dict__.items()}
@@ -92,11 +99,17 @@ def load_settings(
     for name, kind, what in (("rasa_timeout", float, "TRIAGE_RASA_TIMEOUT must be a number of seconds"),
                              ("repage_minutes", float, "TRIAGE_REPAGE_MINUTES must be a number of minutes"),
                              ("ask_timeout_minutes", float, "TRIAGE_ASK_TIMEOUT_MINUTES must be a number of minutes"),
-                             ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number")):
+                             ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number"),
+                             ("web_idle_hours", float, "TRIAGE_WEB_IDLE_HOURS must be a number of hours")):
         try:
             values[name] = kind(values[name])
         except (TypeError, ValueError) as exc:
             raise SettingsError(what) from exc
+    if values["web_port"] is not None:
+        try:
+            values["web_port"] = int(values["web_port"])
+        except (TypeError, ValueError) as exc:
+            raise SettingsError("TRIAGE_WEB_PORT must be a port number") from exc
     if values["on_call"] is not None:
         values["on_call"] = str(values["on_call"])
     clinicians = values["clinicians"]

@@ -200,3 +200,22 @@ def m006_card_answers(db: Database) -> None:
         "messages.conversation_id and m.direction = 'in' and m.id < messages.id) where direction = 'out'"
     )
     db["messages"].create_index(["answers"])
+
+
+@migrations()
+def m007_web_console(db: Database) -> None:
+    """The clinicians' web console (issue 13): one-time login links and sessions.
+
+    Only a SHA-256 of a link's token or a session's id is kept, so the database never holds
+    a live credential. ``used_at`` marks a link spent; ``ended_at`` a session logged out.
+    """
+    db["web_links"].create(
+        {"token_hash": str, "clinician": str, "created_at": str, "expires_at": str, "used_at": str},
+        pk="token_hash",
+    )
+    db["web_links"].create_index(["clinician", "created_at"])
+    db["web_sessions"].create(
+        {"id_hash": str, "clinician": str, "csrf": str, "created_at": str, "last_seen_at": str,
+         "ended_at": str},
+        pk="id_hash",
+    )

@@ -541,8 +541,51 @@ class Store:
             {"actor": actor, "action": action, "target": target, "created_at": now()}
         )
 
-    def audit_entries(self, actor: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
-        """Audit log entries, oldest first, by one actor and/or from a time on."""
-        where, params = _where([("actor = ?", actor), ("created_at >= ?", since)])
+    def audit_entries(
+        self, actor: str | None = None, since: str | None = None, target: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Audit log entries, oldest first, by one actor, from a time on and/or on one target."""
+        where, params = _where([("actor = ?", actor), ("created_at >= ?", since), ("target = ?", target)])
         sql = "select * from audit_log" + (" where " + " and ".join(where) if where else "") + " order by id"
         return list(self.db.query(sql, params))
+
+    # -- the web console: one-time login links and sessions (hashes only) --------------
+
+    def add_web_link(self, token_hash: str, clinician: str, created_at: str, expires_at: str) -> None:
+        self.db["web_links"].insert({"token_hash": token_hash, "clinician": clinician, "created_at": created_at,
+                                     "expires_at": expires_at, "used_at": None})
+
+    def web_links_since(self, clinician: str, since: str) -> int:
+        """How many login links were issued for a clinician from ``since`` on (the rate limit)."""
+        return self.db["web_links"].count_where("clinician = ? and created_at >= ?", [clinician, since])
+
+    def spend_web_link(self, token_hash: str, at: str) -> str | None:
+        """Mark an unused, unexpired link spent and return its clinician; None if it cannot be used."""
+        with self.write():
+            row = next(iter(self.db["web_links"].rows_where(
+                "token_hash = ? and used_at is null and expires_at > ?", [token_hash, at])), None)
+            if row is None:
+                return None
+            self.db["web_links"].update(token_hash, {"used_at": at})
+        return row["clinician"]
+
+    def add_web_session(self, id_hash: str, clinician: str, csrf: str, at: str) -> None:
+        self.db["web_sessions"].insert({"id_hash": id_hash, "clinician": clinician, "csrf": csrf,
+                                        "created_at": at, "last_seen_at": at, "ended_at": None})
+
+    def web_session(self, id_hash: str) -> dict[str, Any] | None:
+        """A session that has not been ended (idleness is judged by the caller's clock)."""
+        return next(iter(self.db["web_sessions"].rows_where("id_hash = ? and ended_at is null", [id_hash])), None)
+
+    def touch_web_session(self, id_hash: str, at: str) -> None:
+        self.db["web_sessions"].update(id_hash, {"last_seen_at": at})
+
+    def end_web_session(self, id_hash: str, at: str) -> None:
+        self.db["web_sessions"].update(id_hash, {"ended_at": at})
+
+    def queue_version(self) -> tuple[int, int]:
+        """Changes to the case queue so far (last case event, last case): grows when a case opens or changes."""
+        row = self.db.execute(
+            "select (select coalesce(max(id), 0) from case_events), (select coalesce(max(id), 0) from cases)"
+        ).fetchone()
+        return int(row[0]), int(row[1])

@@ -162,6 +162,11 @@ class TelegramGateway:
         private = filters.ChatType.PRIVATE
         staff = filters.Chat(chat_id=int(self.settings.staff_chat_id))
         app, desk = self.app, self.staff
+        # A listed clinician's /review, in a direct chat or the triage group, gets a console
+        # login link by direct message; registered before the client handler (first match wins),
+        # so for anyone else "/review" stays client text for the pipeline.
+        listed = filters.User(user_id=[int(c) for c in self.settings.clinicians if c.isdigit()])
+        app.add_handler(CommandHandler("review", desk.review_link, filters=listed & (private | staff)))
         # Every client message (new or edited, text or not) goes whole to the pipeline, which
         # screens it before anything else sees it (invariant 1).
         app.add_handler(MessageHandler(private & filters.UpdateType.MESSAGES, self.client_message))
@@ -338,8 +343,12 @@ async def run_telegram(
     gateway = TelegramGateway(settings, store, get_screener(), rasa)
     receive = (lambda: serve_webhook(gateway, stop)) if settings.webhook_url else None
     code = 0
+    from bot.web.relay import TelegramRelay
+    from bot.web.serve import console_server
+
     try:
-        async with running(gateway, receive):
+        async with running(gateway, receive), console_server(
+                settings, store, TelegramRelay(gateway.staff, settings.staff_chat_id)):
             receiver = gateway.receiver
             while not stop.is_set() and not receiver.done():
                 if (dead := dead_child()):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from telegram import InputFile, Update
+from telegram import InputFile, LinkPreviewOptions, Update
 from telegram.ext import ContextTypes
 
 from bot import cases
@@ -164,6 +164,22 @@ class Staff:
                 await self.to_client(case["conversation_id"], RELEASE_TEXT, "notice")
         elif action == "resolve":
             await self._answer(update, f"Case #{case_id} resolved by {name}: {case['outcome']}")
+
+    async def review_link(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/review: a one-time login link to the web console, by direct message (never logged)."""
+        from bot.web.auth import TooManyLinks, issue_link
+
+        actor = actor_of(update)
+        try:
+            link = issue_link(self.store, self.settings, actor)
+        except cases.NotAllowed:
+            await self._answer(update, cases.REFUSAL)
+            return
+        except TooManyLinks as exc:
+            await self.sender.send(int(actor), str(exc), priority=PRIORITY_CARD)
+            return
+        await self.sender.send(int(actor), f"Your login link for the clinic's console (works once, for 10 minutes):\n{link}",
+                               priority=PRIORITY_CARD, link_preview_options=LinkPreviewOptions(is_disabled=True))
 
     async def to_client(self, conversation_id: str, text: str, kind: str) -> None:
         """Send a clinician's or the clinic's own message to a client, and store it."""

@@ -118,7 +118,8 @@ def test_migrations_upgrade_an_older_database_in_place(tmp_path):
     conn.close()
     store = Store(path)
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers",
-                                                             "m005_updates_by_conversation", "m006_card_answers"]
+                                                             "m005_updates_by_conversation", "m006_card_answers",
+                                                             "m007_web_console"]
     assert store.messages("console:x")[0]["text"] == "kept"
     assert "relay_message_id" in store.db["messages"].columns_dict and store.db["labels"].exists()
 
@@ -193,7 +194,7 @@ def test_after_a_risky_simulation_cases_transcript_and_audit_show_it(rasa_stack,
     (case,) = json.loads(triage(db, "cases", "--json").stdout)
     assert case["priority"] in ("urgent", "imminent") and "self_harm" in case["categories"]
     page = triage(db, "transcript", str(case["id"]), "--format", "html", "--actor", "dr_review",
-                  clinicians="dr_review").stdout
+                  clinicians="dr_review").stdout  # a listed clinician (the CLI refuses anyone else)
     assert "<mark>" in page and "hi" in page and "saving my pills" in page
     audit = triage(db, "audit", clinicians="dr_review").stdout
     assert "dr_review" in audit and f"case:{case['id']}" in audit

@@ -25,7 +25,8 @@ def test_migrations_are_named_and_applied_once(tmp_path):
     Store(path).close()
     store = Store(path)  # re-opening applies nothing new
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_telegram", "m003_review", "m004_tiers",
-                                                             "m005_updates_by_conversation", "m006_card_answers"]
+                                                             "m005_updates_by_conversation", "m006_card_answers",
+                                                             "m007_web_console"]
     assert migrations.pending(store.db) == []
 
 
