@@ -15,6 +15,15 @@ SUNDAY_3AM_NEW_YORK = "2026-11-29T03:00:00-05:00"
 TUESDAY_11AM_NEW_YORK = "2026-12-01T11:00:00-05:00"
 
 
+@pytest.fixture(autouse=True)
+def fresh_clock():
+    """Each test starts its pinned clock afresh (the suite itself may run pinned to the same
+    instant, whose clock has been running since the session started)."""
+    clock._pinned.cache_clear()
+    yield
+    clock._pinned.cache_clear()
+
+
 def test_unset_the_clock_is_the_systems(monkeypatch):
     monkeypatch.delenv(clock.VAR, raising=False)
     assert abs((clock.now() - dt.datetime.now(dt.timezone.utc)).total_seconds()) < 1
