@@ -30,6 +30,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     Example: ``triage up`` (or ``make run``).
     """
     from bot.servers import RasaStack, StackError, port_of
+    from bot.rasa_endpoints import DialogueStores
 
     settings = load_settings()
     if settings.telegram_token and not settings.staff_chat_id:
@@ -47,6 +48,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = RasaStack(
         rasa_port=port_of(settings.rasa_url, 5005),
         action_port=port_of(settings.action_url, 5055),
+        stores=DialogueStores.from_settings(settings),  # dialogue state outlives a restart
     )
     sys.stderr.write("triage up: starting the action server and the Rasa server…\n")
     try:

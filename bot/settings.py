@@ -33,8 +33,13 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_WEBHOOK_URL": ("webhook_url", None),
     "TRIAGE_WEBHOOK_SECRET": ("webhook_secret", None),
     "TRIAGE_WEBHOOK_PORT": ("webhook_port", 8443),
+    # Rasa's dialogue state and scale-out (bot/rasa_endpoints.py); the URLs may hold passwords.
+    "TRIAGE_TRACKER_URL": ("tracker_url", None),
+    "TRIAGE_LOCK_URL": ("lock_url", None),
+    "TRIAGE_RASA_WORKERS": ("rasa_workers", 1),
 }
-FILE_KEYS = {name for name, _ in ENV_VARS.values()} - {"telegram_token", "webhook_secret"}
+SECRET_KEYS = ("telegram_token", "webhook_secret", "tracker_url", "lock_url")
+FILE_KEYS = {name for name, _ in ENV_VARS.values()} - set(SECRET_KEYS)
 
 
 class SettingsError(ValueError):
@@ -58,11 +63,14 @@ class Settings:
     webhook_url: str | None = None  # set → webhook mode instead of long polling
     webhook_secret: str | None = None
     webhook_port: int = 8443
+    tracker_url: str | None = None  # SQLAlchemy URL; unset → SQLite beside db_path (tracker.db)
+    lock_url: str | None = None  # redis://host:port/db → Rasa's RedisLockStore
+    rasa_workers: int = 1  # Sanic workers of the Rasa server (more than 1 needs lock_url)
 
-    def __repr__(self) -> str:  # never print the token
-        shown = {k: v for k, v in self.__dict__.items() if k not in ("telegram_token", "webhook_secret")}
-        shown["telegram_token"] = "***" if self.telegram_token else None
-        shown["webhook_secret"] = "***" if self.webhook_secret else None
+    def __repr__(self) -> str:  # never print the token, the secret or a password in a URL
+        shown = {k: v for k, v in self.__dict__.items() if k not in SECRET_KEYS}
+        for key in SECRET_KEYS:
+            shown[key] = "***" if getattr(self, key) else None
         return f"Settings({shown})"
 
 
@@ -91,7 +99,8 @@ def load_settings(
     for name, kind, what in (("rasa_timeout", float, "TRIAGE_RASA_TIMEOUT must be a number of seconds"),
                              ("repage_minutes", float, "TRIAGE_REPAGE_MINUTES must be a number of minutes"),
                              ("ask_timeout_minutes", float, "TRIAGE_ASK_TIMEOUT_MINUTES must be a number of minutes"),
-                             ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number")):
+                             ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number"),
+                             ("rasa_workers", int, "TRIAGE_RASA_WORKERS must be a whole number")):
         try:
             values[name] = kind(values[name])
         except (TypeError, ValueError) as exc:
@@ -107,4 +116,24 @@ def load_settings(
         str(values["staff_chat_id"]) if values["staff_chat_id"] is not None else None
     )
     values["db_path"] = str(values["db_path"])  # relative paths are relative to the cwd
+    _check_dialogue_stores(values)
     return Settings(**values)
+
+
+def _check_dialogue_stores(values: dict[str, Any]) -> None:
+    """The tracker URL, lock URL and worker count make sense together (never echoes a URL)."""
+    if values["tracker_url"] is not None and "://" not in str(values["tracker_url"]):
+        raise SettingsError("TRIAGE_TRACKER_URL must be an SQLAlchemy URL, e.g. postgresql://user@host/db")
+    if values["lock_url"] is not None and not str(values["lock_url"]).startswith(("redis://", "rediss://")):
+        raise SettingsError("TRIAGE_LOCK_URL must be a Redis URL, e.g. redis://127.0.0.1:6379/1")
+    if values["rasa_workers"] < 1:
+        raise SettingsError("TRIAGE_RASA_WORKERS must be at least 1")
+    if values["rasa_workers"] > 1:
+        # Rasa runs one worker unless the lock store is shared (rasa/core/utils.py
+        # number_of_sanic_workers); workers must share the tracker store too, and SQLite is
+        # not a store several processes should write at once.
+        if not values["lock_url"]:
+            raise SettingsError("TRIAGE_RASA_WORKERS > 1 needs TRIAGE_LOCK_URL (Redis, Rasa's RedisLockStore)")
+        if not values["tracker_url"] or str(values["tracker_url"]).startswith("sqlite"):
+            raise SettingsError("TRIAGE_RASA_WORKERS > 1 needs TRIAGE_TRACKER_URL on a database server"
+                                " (PostgreSQL), not SQLite")
