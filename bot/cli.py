@@ -30,6 +30,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     Example: ``triage up`` (or ``make run``).
     """
     from bot.servers import RasaStack, StackError, port_of
+    from bot.rasa_endpoints import DialogueStores
 
     settings = load_settings()
     if settings.telegram_token and not settings.staff_chat_id:
@@ -48,6 +49,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         rasa_port=port_of(settings.rasa_url, 5005),
         action_port=port_of(settings.action_url, 5055),
         token=settings.rasa_token,
+        stores=DialogueStores.from_settings(settings),  # dialogue state outlives a restart
     )
     sys.stderr.write("triage up: starting the action server and the Rasa server…\n")
     try:
@@ -417,6 +419,32 @@ def cmd_web_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy the case store (and Rasa's tracker store on SQLite) into DEST, safely while the gateway writes.
+
+    Uses SQLite's online backup: each copy holds every message acknowledged before it began.
+    DEST is a folder only you can read (created 0700); the copies are 0600.
+    Example: ``triage backup /srv/backups/triage-$(date +%F)``
+    """
+    from bot.backup import BackupError, backup
+
+    settings = load_settings()
+    try:
+        done = backup(settings, Path(args.dest))
+    except (BackupError, OSError) as exc:
+        sys.stderr.write(f"triage backup: {exc}\n")
+        return 1
+    if settings.tracker_url and not settings.tracker_url.startswith("sqlite"):
+        sys.stderr.write("triage backup: the tracker store is not on SQLite; back it up with its own"
+                         " tools (for PostgreSQL, pg_dump)\n")
+    if args.json:
+        sys.stdout.write(json.dumps([d.to_json() for d in done]) + "\n")
+    else:
+        for d in done:
+            sys.stdout.write(f"{d.source} → {d.copy} ({d.bytes} bytes)\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage",
@@ -464,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="var/screener-embeddings.npz", help="embedding cache (owner-only)")
     p.add_argument("--no-cache", action="store_true", help="embed every row again")
     p.set_defaults(func=cmd_train_screener)
+
+    p = sub.add_parser("backup", help="copy the databases safely while the gateway runs",
+                       description=cmd_backup.__doc__)
+    p.add_argument("dest", help="folder for the copies (created owner-only)")
+    p.add_argument("--json", action="store_true", help="list the copies as JSON")
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("simulate", help="run a JSON Lines chat script through the full pipeline",
                        description=cmd_simulate.__doc__)

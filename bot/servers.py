@@ -25,6 +25,7 @@ import httpx
 
 from bot import CONFIG_DIR, PROJECT_ROOT
 from bot.files import private_file
+from bot.rasa_endpoints import DialogueStores, EndpointsError, remove_endpoints, write_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,11 @@ class RasaStack:
         log_dir: Path = LOG_DIR,
         startup_timeout: float = STARTUP_TIMEOUT,
         token: str | None = None,
+        stores: DialogueStores | None = None,
     ) -> None:
+        # Tracker store, lock store and workers (bot/rasa_endpoints.py); None: all in memory.
+        self.stores = stores
+        self.endpoints_file: Path | None = None
         self.rasa_port = rasa_port or free_port()
         self.action_port = action_port or free_port()
         self.model = model
@@ -165,7 +170,7 @@ class RasaStack:
                     python, "-m", "rasa", "run", "--enable-api",
                     "--interface", "127.0.0.1", "--port", str(self.rasa_port),
                     "--model", "MODEL",
-                    "--endpoints", str(CONFIG_DIR / "endpoints.yml"),
+                    "--endpoints", "ENDPOINTS",
                     "--credentials", str(CONFIG_DIR / "credentials.yml"),
                     f"--auth-token={self.token}",
                 ],
@@ -184,9 +189,16 @@ class RasaStack:
         env["TRIAGE_ACTION_URL"] = f"{self.action_url}/webhook"
         rasa = self.children[1]
         rasa.command[rasa.command.index("MODEL")] = str(model)
+        endpoints, rasa_env = CONFIG_DIR / "endpoints.yml", dict(env)
+        if self.stores is not None:
+            try:  # the stores' URLs reach only Rasa, through its environment
+                self.endpoints_file = endpoints = write_endpoints(self.stores, rasa_env)
+            except (EndpointsError, OSError) as exc:
+                raise StackError(f"cannot configure Rasa's tracker or lock store: {exc}") from exc
+        rasa.command[rasa.command.index("ENDPOINTS")] = str(endpoints)
         try:
             for child in self.children:
-                child.start(env)
+                child.start(rasa_env if child is rasa else env)
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -229,6 +241,8 @@ class RasaStack:
         """Stop every child process group (SIGTERM, then SIGKILL after a grace period)."""
         for child in reversed(self.children):
             child.stop()
+        remove_endpoints(self.endpoints_file)
+        self.endpoints_file = None
 
     def __enter__(self) -> "RasaStack":
         return self.start()

@@ -38,9 +38,13 @@ ENV_VARS: dict[str, tuple[str, Any]] = {
     "TRIAGE_WEB_PORT": ("web_port", None),  # `triage web` uses 8765 when unset; `triage up` serves it only when set
     "TRIAGE_WEB_URL": ("web_url", None),  # the public base URL in login links (behind TLS)
     "TRIAGE_WEB_IDLE_HOURS": ("web_idle_hours", 12.0),  # a session ends after a shift of idleness
+    # Rasa's dialogue state and scale-out (bot/rasa_endpoints.py); the URLs may hold passwords.
+    "TRIAGE_TRACKER_URL": ("tracker_url", None),
+    "TRIAGE_LOCK_URL": ("lock_url", None),
+    "TRIAGE_RASA_WORKERS": ("rasa_workers", 1),
 }
-SECRETS = ("telegram_token", "webhook_secret", "rasa_token")  # environment only, never printed
-FILE_KEYS = {name for name, _ in ENV_VARS.values()} - set(SECRETS)
+SECRET_KEYS = ("telegram_token", "webhook_secret", "rasa_token", "tracker_url", "lock_url")  # environment only, never printed
+FILE_KEYS = {name for name, _ in ENV_VARS.values()} - set(SECRET_KEYS)
 
 
 class SettingsError(ValueError):
@@ -68,9 +72,14 @@ class Settings:
     web_port: int | None = None
     web_url: str | None = None
     web_idle_hours: float = 12.0
+    tracker_url: str | None = None  # SQLAlchemy URL; unset → SQLite beside db_path (tracker.db)
+    lock_url: str | None = None  # redis://host:port/db → Rasa's RedisLockStore
+    rasa_workers: int = 1  # Sanic workers of the Rasa server (more than 1 needs lock_url)
 
-    def __repr__(self) -> str:  # never print the token
-        shown = {k: ("***" if v else None) if k in SECRETS else v for k, v in self.__dict__.items()}
+    def __repr__(self) -> str:  # never print the token, the secret or a password in a URL
+        shown = {k: v for k, v in self.__dict__.items() if k not in SECRET_KEYS}
+        for key in SECRET_KEYS:
+            shown[key] = "***" if getattr(self, key) else None
         return f"Settings({shown})"
 
 
@@ -100,7 +109,8 @@ def load_settings(
                              ("repage_minutes", float, "TRIAGE_REPAGE_MINUTES must be a number of minutes"),
                              ("ask_timeout_minutes", float, "TRIAGE_ASK_TIMEOUT_MINUTES must be a number of minutes"),
                              ("webhook_port", int, "TRIAGE_WEBHOOK_PORT must be a port number"),
-                             ("web_idle_hours", float, "TRIAGE_WEB_IDLE_HOURS must be a number of hours")):
+                             ("web_idle_hours", float, "TRIAGE_WEB_IDLE_HOURS must be a number of hours"),
+                             ("rasa_workers", int, "TRIAGE_RASA_WORKERS must be a whole number")):
         try:
             values[name] = kind(values[name])
         except (TypeError, ValueError) as exc:
@@ -121,4 +131,24 @@ def load_settings(
         str(values["staff_chat_id"]) if values["staff_chat_id"] is not None else None
     )
     values["db_path"] = str(values["db_path"])  # relative paths are relative to the cwd
+    _check_dialogue_stores(values)
     return Settings(**values)
+
+
+def _check_dialogue_stores(values: dict[str, Any]) -> None:
+    """The tracker URL, lock URL and worker count make sense together (never echoes a URL)."""
+    if values["tracker_url"] is not None and "://" not in str(values["tracker_url"]):
+        raise SettingsError("TRIAGE_TRACKER_URL must be an SQLAlchemy URL, e.g. postgresql://user@host/db")
+    if values["lock_url"] is not None and not str(values["lock_url"]).startswith(("redis://", "rediss://")):
+        raise SettingsError("TRIAGE_LOCK_URL must be a Redis URL, e.g. redis://127.0.0.1:6379/1")
+    if values["rasa_workers"] < 1:
+        raise SettingsError("TRIAGE_RASA_WORKERS must be at least 1")
+    if values["rasa_workers"] > 1:
+        # Rasa runs one worker unless the lock store is shared (rasa/core/utils.py
+        # number_of_sanic_workers); workers must share the tracker store too, and SQLite is
+        # not a store several processes should write at once.
+        if not values["lock_url"]:
+            raise SettingsError("TRIAGE_RASA_WORKERS > 1 needs TRIAGE_LOCK_URL (Redis, Rasa's RedisLockStore)")
+        if not values["tracker_url"] or str(values["tracker_url"]).startswith("sqlite"):
+            raise SettingsError("TRIAGE_RASA_WORKERS > 1 needs TRIAGE_TRACKER_URL on a database server"
+                                " (PostgreSQL), not SQLite")

@@ -16,6 +16,7 @@ from typing import Iterable, TextIO
 
 from bot.pipeline import Alert, Inbound, Pipeline, Reply, Review
 from bot.rasa_client import RasaClient
+from bot.rasa_endpoints import DialogueStores
 from bot.screening import get_screener
 from bot.servers import RasaStack, rasa_is_up
 from bot.settings import Settings
@@ -121,5 +122,5 @@ def simulate(script: list[ScriptLine], settings: Settings, out: TextIO = sys.std
         asyncio.run(run_script(script, settings, settings.rasa_url, settings.rasa_token, out))
         return
     sys.stderr.write("triage simulate: starting the Rasa and action servers (takes a while)…\n")
-    with RasaStack(token=settings.rasa_token) as stack:
-        asyncio.run(run_script(script, settings, stack.rasa_url, stack.token, out))
+    with RasaStack(token=settings.rasa_token, stores=DialogueStores.from_settings(settings)) as stack:
+        asyncio.run(run_script(script, settings, stack.rasa_url, stack.token, out))  # state kept beside the db

@@ -141,11 +141,17 @@ def store(tmp_path) -> Store:
 
 
 @pytest.fixture(scope="session")
-def rasa_stack():
-    """The real action server and Rasa server on free loopback ports, for the whole session."""
+def rasa_stack(tmp_path_factory):
+    """The real action server and Rasa server on free loopback ports, for the whole session.
+
+    Dialogue state is kept as `triage up` keeps it, in Rasa's SQLTrackerStore on SQLite (a
+    fresh file each session).
+    """
+    from bot.rasa_endpoints import DialogueStores, sqlite_url
     from bot.servers import RasaStack
 
-    stack = RasaStack()
+    tracker = tmp_path_factory.mktemp("rasa-tracker") / "tracker.db"
+    stack = RasaStack(stores=DialogueStores(sqlite_url(tracker)))
     stack.start()
     # Commands the tests run (``triage simulate``, a gateway process) read their settings from
     # the environment, as a deployment's would: the token of this stack's Rasa HTTP API too.
