@@ -34,9 +34,9 @@ log = open(acks, "a", buffering=1)
 i = 0
 while not stop.exists():
     update = {"update_id": 1000 + i, "message": {"chat": {"id": i % 7}, "text": f"message {i}"}}
-    store.store_raw_updates([update])
+    store.store_raw_updates([(1000 + i, f"telegram:{i % 7}", update)])
     log.write(f"ack {1000 + i}\n")          # acknowledged: only after it is stored
-    store.store_inbound(f"telegram:{i % 7}", "telegram", f"message {i}", update_id=1000 + i)
+    store.store_inbound(f"telegram:{i % 7}", "telegram", f"message {i}", ref=1000 + i)
     log.write(f"msg {1000 + i}\n")
     events.execute("insert into events (sender_id, data) values (?, ?)", (f"telegram:{i % 7}", f"turn {i}"))
     log.write(f"evt {1000 + i}\n")
