@@ -413,14 +413,19 @@ def _spaces_take_next(text: str, keep: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=4)
 def respeller(config_dir: Path | None = None) -> Respeller:
-    """The process-wide respeller for a rules configuration (``config/screening`` by default)."""
+    """The process-wide respeller for a rules configuration (``config/screening`` by default):
+    one per folder, however it is named, so the rules and the model share one."""
     if config_dir is None:
         from bot import CONFIG_DIR
 
         config_dir = CONFIG_DIR / "screening"
-    return Respeller(Path(config_dir))
+    return _respeller(Path(config_dir).resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _respeller(config_dir: Path) -> Respeller:
+    return Respeller(config_dir)
 
 
 def read(text: str, config_dir: Path | None = None) -> tuple[str, list[int]]:
