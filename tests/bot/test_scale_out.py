@@ -102,7 +102,6 @@ def test_two_workers_twenty_chats_one_worker_killed_no_turn_lost_crossed_or_doub
         cpu_used: dict[int, float] = {}
 
         async def scenario() -> None:
-            nonlocal turns_done
             rasa = RasaClient(stack.rasa_url, timeout=settings.rasa_timeout, token=stack.token)
             gateway = TelegramGateway(settings, store, get_screener(), rasa)
             async with running(gateway, lambda: gateway.poll(timeout=1)):
