@@ -167,7 +167,7 @@ class RasaStack:
             Child(
                 "Rasa server",
                 [
-                    python, "-m", "rasa", "run", "--enable-api",
+                    python, "-m", "bot.rasa_run", "run", "--enable-api",
                     "--interface", "127.0.0.1", "--port", str(self.rasa_port),
                     "--model", "MODEL",
                     "--endpoints", "ENDPOINTS",
