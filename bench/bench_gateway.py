@@ -35,6 +35,7 @@ from fake_bot_api import FakeBotApi, text_update  # noqa: E402
 from telegram.ext import AIORateLimiter  # noqa: E402
 
 from bot.rasa_client import RasaClient  # noqa: E402
+from bot.rasa_endpoints import TRACKER_FILE, DialogueStores, sqlite_url  # noqa: E402
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
@@ -63,12 +64,12 @@ def summary(values: list[float]) -> str:
     return f"median {statistics.median(values) * 1000:7.1f} ms   p99 {pct(values, 0.99) * 1000:7.1f} ms   (n={len(values)})"
 
 
-async def wait_until(predicate, timeout: float = 60.0) -> None:
+async def wait_until(predicate, timeout: float = 60.0, poll: float = 0.002) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark step timed out")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(poll)
 
 
 class Bench:
@@ -78,7 +79,12 @@ class Bench:
         self.next_chat = 10_000
 
     def sends_to(self, chat: int) -> list:
-        return [c for c in self.api.calls if c.method == "sendMessage" and str(c.params.get("chat_id")) == str(chat)]
+        # the fake API indexes its calls by chat: waiting costs the gateway (same process) little
+        return [c for c in self.api.by_chat.get(str(chat), ()) if c.method == "sendMessage"]
+
+    def done(self, update_id: int) -> bool:
+        row = self.store.db.execute("select status from updates where update_id = ?", [update_id]).fetchone()
+        return row is not None and row[0] == "done"
 
     async def conversation(self, turns: int, latencies: list[float]) -> None:
         self.next_chat += 1
@@ -86,11 +92,10 @@ class Bench:
         for _ in range(turns):
             before = len(self.sends_to(chat))
             start = time.monotonic()
-            self.api.push(text_update(chat, random.choice(BENIGN)))
+            update_id = self.api.push(text_update(chat, random.choice(BENIGN)))["update_id"]
             await wait_until(lambda: len(self.sends_to(chat)) > before)
             latencies.append(self.sends_to(chat)[before].at - start)
-            await wait_until(lambda: self.store.db.execute(
-                "select count(*) from updates where status = 'pending'").fetchone()[0] == 0)
+            await wait_until(lambda: self.done(update_id), poll=0.01)  # the whole turn, then the next
 
     async def concurrent(self, conversations: int, turns: int) -> list[float]:
         latencies: list[float] = []
@@ -124,7 +129,7 @@ class Bench:
         ids = [u["update_id"] for u in pushed]
         await wait_until(lambda: self.store.db.execute(
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
-        ).fetchone()[0] == len(ids), timeout=600)
+        ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
         stored = self.store.db.execute(
             f"select count(*), count(distinct update_id) from messages where update_id between {min(ids)} and {max(ids)}"
@@ -142,8 +147,8 @@ class Bench:
                 "risky_sent": risky_expected}
 
 
-async def run(rasa_url: str, rasa_token: str | None, quick: bool) -> str:
-    with FakeBotApi() as api, tempfile.TemporaryDirectory() as tmp:
+async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str) -> str:
+    with FakeBotApi() as api:
         settings = load_settings({
             "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
             "TRIAGE_STAFF_CHAT_ID": str(STAFF), "TRIAGE_CLINICIANS": "1",
@@ -190,11 +195,14 @@ def main() -> None:
     random.seed(7)
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
-    if args.rasa_url:
-        body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick))
-    else:
-        with RasaStack() as stack:
-            body = asyncio.run(run(stack.rasa_url, stack.token, args.quick))
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.rasa_url:
+            body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick, tmp))
+        else:
+            # as `triage up` runs it: dialogue state in Rasa's SQLTrackerStore beside the database
+            stores = DialogueStores(tracker_url=sqlite_url(Path(tmp) / TRACKER_FILE))
+            with RasaStack(stores=stores) as stack:
+                body = asyncio.run(run(stack.rasa_url, stack.token, args.quick, tmp))
     report = header + "\n" + body + "\n"
     print(report, end="")
     if not args.quick:

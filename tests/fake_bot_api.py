@@ -34,6 +34,7 @@ class FakeBotApi:
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.by_chat: dict[str, list[Call]] = {}  # calls per chat_id, for cheap waits in benchmarks
         self.updates: list[dict[str, Any]] = []
         self.acked_offset = 0
         self._failures: dict[str, list[tuple[int, int | None]]] = {}
@@ -43,6 +44,7 @@ class FakeBotApi:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._new_updates: asyncio.Event | None = None  # set on push: getUpdates answers at once
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -53,6 +55,7 @@ class FakeBotApi:
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self._loop)
+            self._new_updates = asyncio.Event()
             app = web.Application()
             app.router.add_route("POST", "/bot{token}/{method}", self._handle)
             app.router.add_route("GET", "/bot{token}/{method}", self._handle)
@@ -93,6 +96,8 @@ class FakeBotApi:
         with self._lock:
             update.setdefault("update_id", next(self._update_ids))
             self.updates.append(update)
+        if self._loop is not None and self._new_updates is not None:
+            self._loop.call_soon_threadsafe(self._new_updates.set)
         return update
 
     def sent(self, method: str = "sendMessage", chat_id: Any = None) -> list[dict[str, Any]]:
@@ -117,7 +122,9 @@ class FakeBotApi:
         method = request.match_info["method"]
         params = await self._params(request)
         with self._lock:
-            self.calls.append(Call(method, params))
+            call = Call(method, params)
+            self.calls.append(call)
+            self.by_chat.setdefault(str(params.get("chat_id")), []).append(call)
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
         if failure:
@@ -161,11 +168,17 @@ class FakeBotApi:
                 self.acked_offset = max(self.acked_offset, offset)
             deadline = time.monotonic() + min(timeout, 1.0)
             while True:
+                assert self._new_updates is not None
+                self._new_updates.clear()
                 with self._lock:
                     batch = [u for u in self.updates if u["update_id"] >= offset]
-                if batch or time.monotonic() >= deadline:
+                left = deadline - time.monotonic()
+                if batch or left <= 0:
                     return batch[: int(params.get("limit") or 100)]
-                await asyncio.sleep(0.02)
+                try:  # like Telegram's long poll: answer as soon as an update arrives
+                    await asyncio.wait_for(self._new_updates.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
         if method in ("sendMessage", "sendDocument", "editMessageText", "editMessageReplyMarkup"):
             chat_id = params.get("chat_id")
             message = {
