@@ -55,3 +55,25 @@ def test_the_stack_runs_rasa_through_the_launcher():
     stack = RasaStack()
     rasa = next(c for c in stack.children if c.name == "Rasa server")
     assert rasa.command[1:4] == ["-m", "bot.rasa_run", "run"]
+
+
+def test_an_sqlite_tracker_store_keeps_its_connection_and_writes_ahead(tmp_path, monkeypatch):
+    from rasa.core import tracker_store
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import QueuePool
+
+    monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
+    monkeypatch.setattr(rasa_run, "_rasa_engine_kwargs", [])
+    monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
+    rasa_run.install()
+    try:
+        store = tracker_store.SQLTrackerStore(dialect="sqlite", db=str(tmp_path / "tracker.db"))
+        assert isinstance(store.engine.pool, QueuePool)
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        # PostgreSQL URLs keep Rasa's own pool settings
+        assert "poolclass" not in rasa_run.sqlite_engine_kwargs("postgresql://rasa@db/rasa")
+    finally:
+        event.remove(Engine, "connect", rasa_run.sqlite_pragmas)
