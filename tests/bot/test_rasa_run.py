@@ -57,23 +57,50 @@ def test_the_stack_runs_rasa_through_the_launcher():
     assert rasa.command[1:4] == ["-m", "bot.rasa_run", "run"]
 
 
-def test_an_sqlite_tracker_store_keeps_its_connection_and_writes_ahead(tmp_path, monkeypatch):
+@pytest.fixture
+def launcher(monkeypatch):
+    """rasa_run.install() as the Rasa process runs it, undone afterwards."""
     from rasa.core import tracker_store
+    from rasa.shared.core.events import Event
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
-    from sqlalchemy.pool import QueuePool
 
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
-    monkeypatch.setattr(rasa_run, "_rasa_engine_kwargs", [])
+    monkeypatch.setattr(Event, "resolve_by_type", Event.__dict__["resolve_by_type"])
     monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type"):
+        monkeypatch.setattr(rasa_run, name, [])
+    monkeypatch.setattr(rasa_run, "_event_types", {})
     rasa_run.install()
-    try:
-        store = tracker_store.SQLTrackerStore(dialect="sqlite", db=str(tmp_path / "tracker.db"))
-        assert isinstance(store.engine.pool, QueuePool)
-        with store.engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        # PostgreSQL URLs keep Rasa's own pool settings
-        assert "poolclass" not in rasa_run.sqlite_engine_kwargs("postgresql://rasa@db/rasa")
-    finally:
-        event.remove(Engine, "connect", rasa_run.sqlite_pragmas)
+    yield
+    event.remove(Engine, "connect", rasa_run.sqlite_pragmas)
+
+
+def test_an_sqlite_tracker_store_keeps_its_connection_and_writes_ahead(tmp_path, launcher):
+    from rasa.core import tracker_store
+    from sqlalchemy.pool import QueuePool
+
+    store = tracker_store.SQLTrackerStore(dialect="sqlite", db=str(tmp_path / "tracker.db"))
+    assert isinstance(store.engine.pool, QueuePool)
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    # PostgreSQL URLs keep Rasa's own pool settings
+    assert "poolclass" not in rasa_run.sqlite_engine_kwargs("postgresql://rasa@db/rasa")
+
+
+def test_events_are_read_back_as_the_same_classes_rasa_finds(launcher):
+    from rasa.shared.core.events import ActionExecuted, Event, SlotSet, UserUttered
+    from rasa.shared.utils.common import all_subclasses
+
+    assert Event.resolve_by_type is rasa_run.resolve_by_type
+    rasa = rasa_run._rasa_resolve_by_type[0]
+    for cls in all_subclasses(Event):
+        assert rasa_run.resolve_by_type(cls.type_name) is rasa(cls.type_name)
+    assert rasa_run.resolve_by_type("slot") is SlotSet
+    assert rasa_run.resolve_by_type("topic") is None  # Rasa's backwards compatibility
+    assert rasa_run.resolve_by_type("no-such-event", default=ActionExecuted) is ActionExecuted
+    with pytest.raises(ValueError):
+        rasa_run.resolve_by_type("no-such-event")
+    event = UserUttered("hello", {"name": "greet"})
+    assert Event.from_parameters(event.as_dict()) == event
