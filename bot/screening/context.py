@@ -16,6 +16,11 @@ risk match (*target*) that lies in its scope:
 - ``unless_self``: the rule does not apply when the sentence has a first-person word
   (SELF_EXPERIENCER): "is it normal to want to die?" is a question about the topic, "is it
   bad that I want to die?" is a disclosure;
+- ``HISTORICAL`` (the risk is over: "years ago", "when I was 14", "used to") gives way to a
+  ``CURRENT`` or ``IMMINENT`` modifier in the target's scope ("again", "still", "these days",
+  "tonight"): a past mention next to a current one is current. ``ATTEMPT`` ("tried to",
+  "attempted", "overdosed") marks a cue as an attempt: the writer's own past attempt still
+  escalates (ASQ item 4);
 - experiencer: the closest SELF/OTHER_EXPERIENCER modifier before the target (or at its first
   token: the subject), else the closest after it, else "self"; a pronoun inside the cue is its
   object ("hurt people") and does not count.
@@ -30,14 +35,14 @@ __all__ = ["CONTEXT_CATEGORIES", "ConText", "ContextRule", "Flags", "Span"]
 
 CONTEXT_CATEGORIES = frozenset({
     "NEGATED_EXISTENCE", "HYPOTHETICAL", "HISTORICAL", "FIGURATIVE", "REPORTED", "RETRACTION",
-    "IMMINENT", "OTHER_EXPERIENCER", "SELF_EXPERIENCER", "TERMINATE", "PSEUDO",
+    "IMMINENT", "OTHER_EXPERIENCER", "SELF_EXPERIENCER", "TERMINATE", "PSEUDO", "CURRENT", "ATTEMPT",
 })
 _FLAG_OF = {
     "NEGATED_EXISTENCE": "negated", "HYPOTHETICAL": "hypothetical", "HISTORICAL": "historical",
     "FIGURATIVE": "figurative", "REPORTED": "reported", "RETRACTION": "retracted",
-    "IMMINENT": "imminent",
+    "IMMINENT": "imminent", "CURRENT": "current", "ATTEMPT": "attempt",
 }
-_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER"})
+_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER", "ATTEMPT"})
 _EXPERIENCER = {"SELF_EXPERIENCER": "self", "OTHER_EXPERIENCER": "other"}
 #: Sentence-scope modifiers further than this many tokens from a target are not considered
 #: (keeps a 100k-character message linear; no sentence rule reaches that far in practice).
@@ -85,6 +90,8 @@ class Flags:
     reported: bool = False
     retracted: bool = False
     imminent: bool = False
+    current: bool = False  # a cue that the risk is happening now ("again", "still", "these days")
+    attempt: bool = False  # the cue is an attempt ("tried to", "attempted", "overdosed")
     experiencer: str = "self"
 
 
@@ -234,4 +241,7 @@ class ConText:
         chosen = best_before or best_after
         if chosen is not None:
             flags.experiencer = chosen[1]
+        if flags.historical and (flags.current or flags.imminent):
+            # "I tried years ago and I'm doing it again", "used to, and still do": not over
+            flags.historical = False
         return flags

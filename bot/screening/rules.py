@@ -19,7 +19,8 @@ How a message is screened (see docs/screening.md):
    historical / figurative / reported / retracted / imminent and the experiencer;
 4. a self-harm or harm-to-others match about another person becomes
    ``third_party_concern``; a signal escalates unless negated, hypothetical, figurative,
-   reported (news, lyrics, fiction) or about another person's past.
+   reported (news, lyrics, fiction) or over (historical), except the writer's own past
+   suicide attempt (ASQ item 4) and the writer's own access to a means.
 """
 
 from __future__ import annotations
@@ -432,7 +433,7 @@ class RuleScreener:
             negated=flags.negated, hypothetical=flags.hypothetical, experiencer=experiencer,
             historical=flags.historical, figurative=flags.figurative,
             imminent=spec.imminent or flags.imminent, retracted=flags.retracted,
-            reported=flags.reported, rule=spec.id,
+            reported=flags.reported, attempt=flags.attempt, rule=spec.id,
         )
 
 
