@@ -6,7 +6,9 @@ risk match (*target*) that lies in its scope:
 - ``forward``: targets after it, ``backward``: before it, ``bidirectional``: either side;
 - the scope is the modifier's sentence (or the whole message with ``"scope": "message"``),
   at most ``max_scope`` tokens away, and is cut by a ``terminate`` modifier (``but``,
-  ``and`` …) or by a modifier of a category listed in the rule's ``terminated_by``;
+  ``and`` …) other than those listed in the rule's ``crosses`` (a fronted time clause reaches
+  past its comma: "when I was 14, he …"), or by a modifier of a category listed in the
+  rule's ``terminated_by``;
 - ``pseudo`` rules cancel any other modifier they overlap ("can't stop" is not a negation,
   "asking for a friend" is not another person); when a pseudo rule's category is a flag
   (``FIGURATIVE`` …) a target it overlaps gets that flag ("end it with him", "shoot him a
@@ -77,6 +79,7 @@ class ContextRule:
     terminated_by: frozenset[str] = frozenset()
     unless_self: bool = False
     label: str = ""
+    crosses: frozenset[str] = frozenset()  # terminator literals this rule's scope passes over
 
 
 @dataclass
@@ -166,7 +169,14 @@ class ConText:
 
     def _cut(self, rule: ContextRule, lo: int, hi: int) -> bool:
         """Return True when a terminating modifier lies within tokens ``[lo, hi)``."""
-        if self._any_within(self._term_starts, self._terminators, lo, hi):
+        if rule.crosses:
+            i = bisect_left(self._term_starts, lo)
+            while i < len(self._term_starts) and self._term_starts[i] < hi:
+                span, term = self._terminators[i]
+                if span.end <= hi and term.label not in rule.crosses:
+                    return True
+                i += 1
+        elif self._any_within(self._term_starts, self._terminators, lo, hi):
             return True
         return any(self._any_within(self._cat_starts[c], self._by_category[c], lo, hi)
                    for c in rule.terminated_by if c in self._by_category)
