@@ -44,7 +44,7 @@ _FLAG_OF = {
     "FIGURATIVE": "figurative", "REPORTED": "reported", "RETRACTION": "retracted",
     "IMMINENT": "imminent", "CURRENT": "current", "ATTEMPT": "attempt",
 }
-_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER", "ATTEMPT"})
+_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER", "ATTEMPT", "CURRENT"})
 _EXPERIENCER = {"SELF_EXPERIENCER": "self", "OTHER_EXPERIENCER": "other"}
 #: Sentence-scope modifiers further than this many tokens from a target are not considered
 #: (keeps a 100k-character message linear; no sentence rule reaches that far in practice).
