@@ -6,7 +6,9 @@ risk match (*target*) that lies in its scope:
 - ``forward``: targets after it, ``backward``: before it, ``bidirectional``: either side;
 - the scope is the modifier's sentence (or the whole message with ``"scope": "message"``),
   at most ``max_scope`` tokens away, and is cut by a ``terminate`` modifier (``but``,
-  ``and`` …) or by a modifier of a category listed in the rule's ``terminated_by``;
+  ``and`` …) other than those listed in the rule's ``crosses`` (a fronted time clause reaches
+  past its comma: "when I was 14, he …"), or by a modifier of a category listed in the
+  rule's ``terminated_by``;
 - ``pseudo`` rules cancel any other modifier they overlap ("can't stop" is not a negation,
   "asking for a friend" is not another person); when a pseudo rule's category is a flag
   (``FIGURATIVE`` …) a target it overlaps gets that flag ("end it with him", "shoot him a
@@ -16,6 +18,11 @@ risk match (*target*) that lies in its scope:
 - ``unless_self``: the rule does not apply when the sentence has a first-person word
   (SELF_EXPERIENCER): "is it normal to want to die?" is a question about the topic, "is it
   bad that I want to die?" is a disclosure;
+- ``HISTORICAL`` (the risk is over: "years ago", "when I was 14", "used to") gives way to a
+  ``CURRENT`` or ``IMMINENT`` modifier in the target's scope ("again", "still", "these days",
+  "tonight"): a past mention next to a current one is current. ``ATTEMPT`` ("tried to",
+  "attempted", "overdosed") marks a cue as an attempt: the writer's own past attempt still
+  escalates (ASQ item 4);
 - experiencer: the closest SELF/OTHER_EXPERIENCER modifier before the target (or at its first
   token: the subject), else the closest after it, else "self"; a pronoun inside the cue is its
   object ("hurt people") and does not count.
@@ -30,14 +37,14 @@ __all__ = ["CONTEXT_CATEGORIES", "ConText", "ContextRule", "Flags", "Span"]
 
 CONTEXT_CATEGORIES = frozenset({
     "NEGATED_EXISTENCE", "HYPOTHETICAL", "HISTORICAL", "FIGURATIVE", "REPORTED", "RETRACTION",
-    "IMMINENT", "OTHER_EXPERIENCER", "SELF_EXPERIENCER", "TERMINATE", "PSEUDO",
+    "IMMINENT", "OTHER_EXPERIENCER", "SELF_EXPERIENCER", "TERMINATE", "PSEUDO", "CURRENT", "ATTEMPT",
 })
 _FLAG_OF = {
     "NEGATED_EXISTENCE": "negated", "HYPOTHETICAL": "hypothetical", "HISTORICAL": "historical",
     "FIGURATIVE": "figurative", "REPORTED": "reported", "RETRACTION": "retracted",
-    "IMMINENT": "imminent",
+    "IMMINENT": "imminent", "CURRENT": "current", "ATTEMPT": "attempt",
 }
-_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER"})
+_INSIDE_OK = frozenset({"IMMINENT", "HISTORICAL", "SELF_EXPERIENCER", "OTHER_EXPERIENCER", "ATTEMPT", "CURRENT"})
 _EXPERIENCER = {"SELF_EXPERIENCER": "self", "OTHER_EXPERIENCER": "other"}
 #: Sentence-scope modifiers further than this many tokens from a target are not considered
 #: (keeps a 100k-character message linear; no sentence rule reaches that far in practice).
@@ -72,6 +79,7 @@ class ContextRule:
     terminated_by: frozenset[str] = frozenset()
     unless_self: bool = False
     label: str = ""
+    crosses: frozenset[str] = frozenset()  # terminator literals this rule's scope passes over
 
 
 @dataclass
@@ -85,6 +93,8 @@ class Flags:
     reported: bool = False
     retracted: bool = False
     imminent: bool = False
+    current: bool = False  # a cue that the risk is happening now ("again", "still", "these days")
+    attempt: bool = False  # the cue is an attempt ("tried to", "attempted", "overdosed")
     experiencer: str = "self"
 
 
@@ -159,7 +169,14 @@ class ConText:
 
     def _cut(self, rule: ContextRule, lo: int, hi: int) -> bool:
         """Return True when a terminating modifier lies within tokens ``[lo, hi)``."""
-        if self._any_within(self._term_starts, self._terminators, lo, hi):
+        if rule.crosses:
+            i = bisect_left(self._term_starts, lo)
+            while i < len(self._term_starts) and self._term_starts[i] < hi:
+                span, term = self._terminators[i]
+                if span.end <= hi and term.label not in rule.crosses:
+                    return True
+                i += 1
+        elif self._any_within(self._term_starts, self._terminators, lo, hi):
             return True
         return any(self._any_within(self._cat_starts[c], self._by_category[c], lo, hi)
                    for c in rule.terminated_by if c in self._by_category)
@@ -234,4 +251,7 @@ class ConText:
         chosen = best_before or best_after
         if chosen is not None:
             flags.experiencer = chosen[1]
+        if flags.historical and (flags.current or flags.imminent):
+            # "I tried years ago and I'm doing it again", "used to, and still do": not over
+            flags.historical = False
         return flags

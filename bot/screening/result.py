@@ -34,6 +34,7 @@ class Signal:
     imminent: bool = False
     retracted: bool = False
     reported: bool = False
+    attempt: bool = False  # the cue tells of a suicide attempt ("tried to", "attempted", "overdosed")
     rule: str = ""
     source: str = "rule"  # "rule" | "model"
     score: float | None = None  # the model's probability, for a model signal
@@ -43,16 +44,23 @@ class Signal:
         """Return True when this signal makes the screen positive on its own."""
         if self.negated or self.hypothetical or self.figurative or self.reported:
             return False
-        return not (self.historical and self.experiencer == "other")
+        if not self.historical:
+            return True
+        # Risk that is over (docs/labelling.md, `past`) does not page; it asks at most. Except the
+        # writer's own suicide attempt, at any time: a yes to ASQ item 4 is a positive screen
+        # (CLINICAL.md); and the writer's own access to a means, which stays in the home.
+        if self.experiencer != "self":
+            return False
+        return (self.category == "self_harm" and self.attempt) or self.category == "lethal_means"
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready form of the contract (plus imminent/retracted/reported/rule/source)."""
+        """Return the JSON-ready form of the contract (plus imminent/retracted/reported/attempt/rule/source)."""
         out = {
             "category": self.category, "cue": self.cue, "start": self.start, "end": self.end,
             "negated": self.negated, "hypothetical": self.hypothetical,
             "experiencer": self.experiencer, "historical": self.historical,
             "figurative": self.figurative, "imminent": self.imminent,
-            "retracted": self.retracted, "reported": self.reported, "rule": self.rule,
+            "retracted": self.retracted, "reported": self.reported, "attempt": self.attempt, "rule": self.rule,
             "source": self.source, "escalates": self.escalates,
         }
         if self.score is not None:

@@ -19,7 +19,8 @@ How a message is screened (see docs/screening.md):
    historical / figurative / reported / retracted / imminent and the experiencer;
 4. a self-harm or harm-to-others match about another person becomes
    ``third_party_concern``; a signal escalates unless negated, hypothetical, figurative,
-   reported (news, lyrics, fiction) or about another person's past.
+   reported (news, lyrics, fiction) or over (historical), except the writer's own past
+   suicide attempt (ASQ item 4) and the writer's own access to a means.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ _PATTERN_KEYS = frozenset({"id", "category", "pattern", "imminent", "explicit", 
 _LEXICON_KEYS = frozenset({"name", "words", "source", "note"})
 _RULE_KEYS = frozenset({
     "category", "literal", "pattern", "direction", "max_scope", "scope", "allowed_types",
-    "terminated_by", "unless_self", "source", "note",
+    "terminated_by", "unless_self", "crosses", "source", "note",
 })
 _DIRECTIONS = frozenset({"forward", "backward", "bidirectional", "terminate", "pseudo"})
 _SENTENCE_END = frozenset({".", "!", "?", "\n", "…", "...", "..", "!!", "??", "?!", "!?"})
@@ -351,6 +352,7 @@ class RuleScreener:
                 raise ScreeningConfigError(f"{where}: 'unless_self' must be true or false")
             allowed = frozenset(_str_list(where, "allowed_types", obj.get("allowed_types", list(CATEGORIES)), CATEGORIES))
             terminated_by = frozenset(_str_list(where, "terminated_by", obj.get("terminated_by", []), CONTEXT_CATEGORIES))
+            crosses = frozenset(_str_list(where, "crosses", obj.get("crosses", [])))
             key = f"C{len(self._rules)}"
             if "literal" in obj:
                 pattern = compiler.literal_pattern(where, obj["literal"])
@@ -363,6 +365,7 @@ class RuleScreener:
             self._rules[self.nlp.vocab.strings[key]] = ContextRule(
                 category=category, direction=direction, max_scope=max_scope, scope=scope,
                 allowed_types=allowed, terminated_by=terminated_by, unless_self=unless_self, label=str(label),
+                crosses=crosses,
             )
 
     def screen(self, text: str) -> ScreeningResult:
@@ -432,7 +435,7 @@ class RuleScreener:
             negated=flags.negated, hypothetical=flags.hypothetical, experiencer=experiencer,
             historical=flags.historical, figurative=flags.figurative,
             imminent=spec.imminent or flags.imminent, retracted=flags.retracted,
-            reported=flags.reported, rule=spec.id,
+            reported=flags.reported, attempt=flags.attempt, rule=spec.id,
         )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections import defaultdict
@@ -301,8 +302,10 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
         if ok:
             ask = float(t)
             break
+    # a floor sits just above the score of the false page it removes: round it up, never down
+    # (rounding to the nearest could put it back below that score, and the page back)
     return {"ask": round(min(ask, page), 6), "page": round(min(page, 1.0), 6),
-            "rule_floor": {k: round(float(f), 6) for k, f in zip(keys, floors) if f > 0}}
+            "rule_floor": {k: math.ceil(float(f) * 1e6) / 1e6 for k, f in zip(keys, floors) if f > 0}}
 
 
 def _rate(n: int, d: int) -> float | None:

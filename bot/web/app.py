@@ -250,7 +250,7 @@ def segments(text: str, signals: list[dict[str, Any]], highlight: list[list[int]
 
 
 def _flags(signal: dict[str, Any]) -> str:
-    flags = [name for name in ("negated", "hypothetical", "historical", "figurative") if signal.get(name)]
+    flags = [name for name in ("negated", "hypothetical", "historical", "attempt", "figurative") if signal.get(name)]
     if signal.get("experiencer") not in (None, "self"):
         flags.append(f"about {signal['experiencer']}")
     return ", ".join(flags)

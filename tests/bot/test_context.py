@@ -73,3 +73,39 @@ def test_experiencer_is_the_closest_person_before_the_target():
     ctx = engine([(0, 1, OTHER), (2, 3, SELF)], [0] * 6)
     assert ctx.flags(Span(4, 5), "self_harm").experiencer == "self"
     assert engine([], [0] * 6).flags(Span(4, 5), "self_harm").experiencer == "self"
+
+
+# --- issue 10: risk that is over, risk that goes on, attempts ---------------------------------
+HIST = ContextRule("HISTORICAL", "bidirectional", max_scope=12, allowed_types=RISK)
+HIST_COMMA = ContextRule("HISTORICAL", "bidirectional", max_scope=12, allowed_types=RISK, crosses=frozenset({","}))
+CURRENT = ContextRule("CURRENT", "bidirectional", max_scope=12, allowed_types=RISK)
+ATTEMPT = ContextRule("ATTEMPT", "forward", max_scope=5, allowed_types=RISK)
+COMMA = ContextRule("TERMINATE", "terminate", allowed_types=RISK, label=",")
+
+
+def test_a_past_cue_marks_the_target_historical():
+    ctx = engine([(5, 7, HIST)], [0] * 8)  # "i used to cut myself years ago"
+    flags = ctx.flags(Span(2, 4), "self_harm")
+    assert flags.historical and not flags.attempt
+
+
+def test_a_current_cue_in_scope_keeps_a_past_mention_current():
+    ctx = engine([(5, 7, HIST), (8, 9, CURRENT)], [0] * 10)  # "… years ago and still …"
+    assert not ctx.flags(Span(2, 4), "self_harm").historical
+
+
+def test_a_current_cue_in_another_sentence_does_not():
+    ctx = engine([(5, 7, HIST), (8, 9, CURRENT)], [0] * 8 + [1] * 2)
+    assert ctx.flags(Span(2, 4), "self_harm").historical
+
+
+def test_an_attempt_cue_before_the_target_marks_it_an_attempt():
+    ctx = engine([(1, 2, ATTEMPT), (5, 7, HIST)], [0] * 8)  # "i tried to kill myself years ago"
+    flags = ctx.flags(Span(3, 5), "self_harm")
+    assert flags.attempt and flags.historical
+
+
+def test_a_fronted_time_clause_crosses_its_comma_only_when_the_rule_says_so():
+    # "when i was 9 , he hurt me": the comma cuts an ordinary rule, not one that crosses it
+    assert not engine([(0, 4, HIST), (4, 5, COMMA)], [0] * 8).flags(Span(5, 8), "self_harm").historical
+    assert engine([(0, 4, HIST_COMMA), (4, 5, COMMA)], [0] * 8).flags(Span(5, 8), "self_harm").historical

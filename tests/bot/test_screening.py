@@ -116,6 +116,51 @@ def test_another_persons_past_does_not_escalate(screener):
     assert result.signals[0].historical and result.signals[0].experiencer == "other"
 
 
+@pytest.mark.parametrize("text", [
+    "I used to cut myself in high school",
+    "When I was nine, my uncle molested me",
+    "Years ago, I wanted to die.",
+    "My cousin took her own life three years ago",
+])
+def test_risk_that_is_over_does_not_page(screener, text):
+    """docs/labelling.md `past`: a signal read as over asks at most; it never pages."""
+    result = screener.screen(text)
+    assert not result.escalate and result.tier != "page"
+    assert result.signals and all(s.historical and not s.escalates for s in result.signals)
+
+
+def test_an_own_past_suicide_attempt_still_pages(screener):
+    """ASQ item 4 (CLINICAL.md): a yes to "have you ever tried to kill yourself?" is positive."""
+    result = screener.screen("I attempted suicide when I was 19")
+    assert result.escalate and result.categories == ["self_harm"]
+    signal = result.signals[0]
+    assert signal.historical and signal.attempt and signal.escalates
+    assert signal.to_dict()["attempt"] is True
+
+
+@pytest.mark.parametrize("text", [
+    "I tried to hang myself two years ago and I am going to do it again this weekend",
+    "I used to self harm years ago and last night I started again",
+    "honestly I wish I had ended my life back in college",
+])
+def test_a_current_risk_next_to_a_past_one_pages(screener, text):
+    assert screener.screen(text).escalate
+
+
+@pytest.mark.parametrize("text", [
+    "im trying so hard not to cut myself tonight",
+    "I haven't killed myself yet but I think about it daily",
+    "is this domestic abuse? he screams at me and shoves me every night",
+])
+def test_an_urge_held_back_or_a_question_about_ones_own_situation_pages(screener, text):
+    assert screener.screen(text).escalate
+
+
+def test_a_metaphor_of_ruin_is_figurative(screener):
+    result = screener.screen("leaving the union would be economic suicide for us")
+    assert not result.escalate and result.signals[0].figurative
+
+
 def test_being_told_to_kys_is_being_harmed_not_self_harm(screener):
     assert _categories(screener, "people at school keep telling me to kys") == ["being_harmed"]
 
