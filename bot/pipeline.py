@@ -76,6 +76,9 @@ class Inbound:
     ref: int | None = None  # the channel's opaque delivery reference; storing is idempotent on it
     kind: str = "text"  # "text" | "edit" | "caption" | "other" (no text: voice, photo, sticker …)
     command: str | None = None  # a client command the channel recognised: "start" | "help" | "stop"
+    # True when this process already stored, screened and paged it (``Pipeline.screen_ahead``)
+    # while the chat's previous message was still in the dialogue: the rest of it is still to do
+    screened_ahead: bool = False
 
     @property
     def conversation_id(self) -> str:
@@ -225,12 +228,39 @@ class Pipeline:
         if not turn.card_sent:
             await turn.card(clinician_told=False)
 
+    async def screen_ahead(self, inbound: Inbound) -> None:
+        """Store, screen and (if the screen pages) send the card and the page now.
+
+        A channel that keeps one chat's messages in order calls this for a message that must
+        wait behind the chat's previous one (still in the dialogue, with Rasa slow or a burst
+        queued): the card and the page never wait on Rasa (invariant 1). The message then goes
+        through ``handle`` in its turn, with ``inbound.screened_ahead`` set, and nothing is done
+        twice (the ask tier and the dialogue run there, in order).
+        """
+        await self._record(inbound)
+
     async def _intake(self, inbound: Inbound) -> "Turn":
         """Store, screen and (if positive) escalate one message: the half that never waits on Rasa.
 
         Replaying an update that was stored but not fully handled (a crash) resumes it:
         the screen, card and alert are done if they were not, and nothing is done twice.
         """
+        turn = await self._record(inbound)
+        screening = turn.screening
+        if not screening["escalate"] and screening.get("tier") == "ask" and not turn.resumed:
+            case = self.store.open_case(inbound.conversation_id)
+            if case is not None and case["paged"]:
+                pass  # a clinician is already paged for this chat (and a crisis flow may be running)
+            elif self.store.ask_state(inbound.conversation_id) is None:
+                await turn.ask(screening.get("ask_categories") or ["self_harm"],
+                               screening.get("reason") or "The screen is unsure about this message.",
+                               evidence=[f"{', '.join(screening.get('ask_categories') or [])}: "
+                                         f"{mark_cue(inbound.text, 0, len(inbound.text))}"], forward=True)
+                turn.converse = False  # the question is this turn's reply; a "no" forwards the message
+        return turn
+
+    async def _record(self, inbound: Inbound) -> "Turn":
+        """Store and screen one message; on a positive screen, the card and the page."""
         region = (inbound.region or self.default_region).upper()
         # Store before anything acts on it. A StorageError propagates: the caller must
         # not acknowledge the update (invariant 5).
@@ -244,8 +274,9 @@ class Pipeline:
         )
         turn = Turn(self, inbound, region, stored.message_id)
         screening = self.store.screening_for(stored.message_id) if stored.duplicate else None
-        if stored.duplicate:
+        if stored.duplicate and not inbound.screened_ahead:
             log.info("message %s was stored before; resuming it", inbound.ref)
+            turn.resumed = True
             turn.converse = False  # the dialogue may have run; never answer twice
         if screening is None:
             # Screen first; never depends on Rasa (invariant 1).
@@ -275,16 +306,6 @@ class Pipeline:
                 ))
             turn.card_sent = True
             await asyncio.gather(*steps)
-        elif screening.get("tier") == "ask" and not stored.duplicate:
-            case = self.store.open_case(inbound.conversation_id)
-            if case is not None and case["paged"]:
-                pass  # a clinician is already paged for this chat (and a crisis flow may be running)
-            elif self.store.ask_state(inbound.conversation_id) is None:
-                await turn.ask(screening.get("ask_categories") or ["self_harm"],
-                               screening.get("reason") or "The screen is unsure about this message.",
-                               evidence=[f"{', '.join(screening.get('ask_categories') or [])}: "
-                                         f"{mark_cue(inbound.text, 0, len(inbound.text))}"], forward=True)
-                turn.converse = False  # the question is this turn's reply; a "no" forwards the message
         return turn
 
     async def _converse(self, turn: "Turn") -> None:
@@ -410,6 +431,7 @@ class Turn:
         self.events: list[Event] = []
         self.card_sent = False
         self.converse = True
+        self.resumed = False  # stored before by a run that may have answered it (a replay)
         self.screening: dict[str, Any] = {}
 
     async def reply(self, text: str, *, buttons: list[str] | None = None, kind: str = "reply") -> None:

@@ -152,6 +152,7 @@ class TelegramGateway:
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._in_flight: set[int] = set()
         self._failed: set[int] = set()
+        self._screened_ahead: set[int] = set()  # update ids screened and paged ahead of their turn
         self._tasks: set[asyncio.Task] = set()
         self.receiver: asyncio.Task | None = None  # set by ``running``
         self._register()
@@ -199,8 +200,17 @@ class TelegramGateway:
 
     async def _process(self, update: Update) -> None:
         key = update.effective_chat.id if update.effective_chat else 0
+        lock = self._locks[key]
         try:
-            async with self._locks[key]:
+            ahead = None
+            if lock.locked() and self._for_client_message(update):
+                # The chat's previous message is still in the dialogue: screen this one now,
+                # so its card and page never queue behind Rasa (invariant 1). It keeps its
+                # place in the chat's queue: the lock is asked for before anything is awaited.
+                ahead = asyncio.create_task(self._screen_ahead(update))
+            async with lock:
+                if ahead is not None:
+                    await ahead
                 await self.app.process_update(update)
             if update.update_id in self._failed:
                 self._failed.discard(update.update_id)  # left pending: retried by replay
@@ -208,6 +218,24 @@ class TelegramGateway:
                 self.store.mark_update_done(update.update_id)
         finally:
             self._in_flight.discard(update.update_id)
+            self._screened_ahead.discard(update.update_id)
+
+    def _for_client_message(self, update: Update) -> bool:
+        """True when the first handler that takes the update (PTB's rule) is the client's."""
+        for handlers in self.app.handlers.values():
+            for handler in handlers:
+                check = handler.check_update(update)
+                if check is not None and check is not False:
+                    return handler.callback == self.client_message
+        return False
+
+    async def _screen_ahead(self, update: Update) -> None:
+        try:
+            await self.pipeline.screen_ahead(inbound_from(update, self.app.bot.username))
+        except Exception as exc:  # noqa: BLE001 - the message's own turn stores and screens it again
+            log.error("screening a queued message ahead of its turn failed: %s", type(exc).__name__)
+            return
+        self._screened_ahead.add(update.update_id)
 
     async def replay_pending(self) -> int:
         """Dispatch every stored update not yet handled (after a crash or a failure)."""
@@ -259,7 +287,9 @@ class TelegramGateway:
 
     async def client_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Hand a client's message to the pipeline: stored, screened, escalated, answered."""
-        await self.pipeline.handle(inbound_from(update, self.app.bot.username))
+        inbound = inbound_from(update, self.app.bot.username)
+        inbound.screened_ahead = update.update_id in self._screened_ahead
+        await self.pipeline.handle(inbound)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log a handler failure (never the text) and leave the update pending for a retry."""

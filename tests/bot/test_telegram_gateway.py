@@ -453,3 +453,81 @@ def test_three_tiers_on_telegram_page_ask_none(api, tmp_path, fake_screener, fak
     assert [b["text"] for b in asked[0]["reply_markup"]["keyboard"][0]] == ["Yes", "No"]
     assert question in alert[0]["text"] and alert[0]["reply_markup"]["inline_keyboard"][0][0]["text"] == "Claim"
     store.close()
+
+
+def slow_first_turn(fake_rasa):
+    """Rasa holds the turn of the message "first" until ``release`` is set; ``answered`` lists
+    the texts Rasa answered, in order."""
+    release = asyncio.Event()
+    answered: list[str] = []
+    send = fake_rasa.send
+
+    async def slow_send(sender, text, metadata):
+        if text == "first":
+            await release.wait()
+        answered.append(text)
+        return await send(sender, text, metadata)
+
+    fake_rasa.send = slow_send
+    return release, answered
+
+
+def done_updates(store) -> int:
+    return store.db.execute("select count(*) from updates where status = 'done'").fetchone()[0]
+
+
+def test_a_risky_message_queued_behind_a_slow_dialogue_turn_is_paged_at_once(api, tmp_path, fake_screener, fake_rasa):
+    """One chat's messages stay in order, but the screen, card and page of a queued message
+    never wait for the chat's previous message to come back from Rasa (invariant 1)."""
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+    release, answered = slow_first_turn(fake_rasa)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "first"))
+            await until(lambda: store.messages(f"telegram:{CLIENT}"))
+            api.push(text_update(CLIENT, "I feel RISK tonight"))
+            api.push(text_update(CLIENT, "third"))
+            await until(lambda: [m for m in api.sent(chat_id=CLIENT) if "116 123" in m["text"]])
+            await until(lambda: api.sent(chat_id=STAFF))
+            assert answered == [], "the card and the page went out while the first turn was still in Rasa"
+            release.set()
+            await until(lambda: done_updates(store) == 3)
+
+    asyncio.run(scenario())
+    assert answered == ["first", "I feel RISK tonight", "third"]  # the dialogue kept the chat's order
+    sent = [m["text"] for m in api.sent(chat_id=CLIENT)]
+    assert len([t for t in sent if "116 123" in t]) == 1  # one card: the turn did not send a second
+    assert len(api.sent(chat_id=STAFF)) == 1  # one page
+    assert sent.count("hello from the dialogue") == 3
+    inbound = [m["text"] for m in store.messages(f"telegram:{CLIENT}") if m["direction"] == "in"]
+    assert inbound == ["first", "I feel RISK tonight", "third"]  # stored once each, in order
+    store.close()
+
+
+def test_the_ask_tier_of_a_queued_message_waits_for_its_turn(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+    release, answered = slow_first_turn(fake_rasa)
+
+    def questions():
+        return [m for m in api.sent(chat_id=CLIENT) if m.get("reply_markup")]
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store):
+            api.push(text_update(CLIENT, "first"))
+            await until(lambda: store.messages(f"telegram:{CLIENT}"))
+            api.push(text_update(CLIENT, "I am UNSURE"))
+            await until(lambda: len(store.messages(f"telegram:{CLIENT}")) == 2)  # stored and screened ahead
+            await asyncio.sleep(0.3)
+            assert questions() == [] and api.sent(chat_id=STAFF) == []  # no question out of order, no page
+            release.set()
+            await until(questions)
+            await until(lambda: done_updates(store) == 2)
+
+    asyncio.run(scenario())
+    texts = [m["text"] for m in api.sent(chat_id=CLIENT)]
+    assert texts.index("hello from the dialogue") < texts.index(questions()[0]["text"])
+    assert answered == ["first"]  # the question is the second message's reply
+    store.close()
