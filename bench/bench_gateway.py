@@ -128,10 +128,15 @@ class Bench:
                 risky_expected += risky
                 pushed.append(self.api.push(text_update(base + c, random.choice(RISKY if risky else BENIGN))))
         ids = [u["update_id"] for u in pushed]
+        # under that load, risky messages from new chats: time to the hotline card
+        cards_under_load: list[float] = []
+        probes = asyncio.create_task(self.cards_under_load(cards_under_load, count=30, every=1.0))
         await wait_until(lambda: self.store.db.execute(
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
         ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
+        probes.cancel()
+        await asyncio.gather(probes, return_exceptions=True)
         stored = self.store.db.execute(
             f"select count(*), count(distinct update_id) from messages where update_id between {min(ids)} and {max(ids)}"
         ).fetchone()
@@ -145,7 +150,18 @@ class Bench:
         return {"messages": len(ids), "seconds": elapsed, "per_second": len(ids) / elapsed,
                 "stored": stored[0], "stored_distinct": stored[1], "chats_answered": answered,
                 "chats": chats, "positives": screened_positive, "alerted": alerted,
-                "risky_sent": risky_expected}
+                "risky_sent": risky_expected, "cards_under_load": cards_under_load}
+
+    async def cards_under_load(self, latencies: list[float], count: int, every: float) -> None:
+        """One risky message from a new chat every ``every`` seconds: push → hotline card."""
+        for _ in range(count):
+            await asyncio.sleep(every)
+            self.next_chat += 1
+            chat = self.next_chat
+            start = time.monotonic()
+            self.api.push(text_update(chat, random.choice(RISKY)))
+            await wait_until(lambda: self.sends_to(chat), timeout=120)
+            latencies.append(self.sends_to(chat)[0].at - start)
 
 
 async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str) -> str:
@@ -177,6 +193,8 @@ async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str) -> s
                 lines.append(
                     f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
                     f" = {t['per_second']:.1f} messages/s")
+                if t["cards_under_load"]:
+                    lines.append(f"  during it, risky message from a new chat → hotline card: {summary(t['cards_under_load'])}")
                 lines.append(
                     f"  loss check: stored {t['stored']} ({t['stored_distinct']} distinct update ids),"
                     f" chats answered {t['chats_answered']}/{t['chats']},"
