@@ -1,9 +1,15 @@
-"""Rasa's command line with one measured fix: ``python -m bot.rasa_run run ...``.
+"""Rasa's command line with measured fixes and no client text in its logs.
 
-``RasaStack`` starts Rasa through this module instead of ``python -m rasa``; the arguments
-and behaviour are Rasa's own (``rasa.__main__.main``).
+``RasaStack`` starts Rasa through this module (``python -m bot.rasa_run run ...``) instead of
+``python -m rasa``; the arguments and behaviour are Rasa's own (``rasa.__main__.main``).
 
-The fix: Rasa validates every answer of the action server with ``jsonschema.validate``
+Client text never reaches Rasa's log (DEVELOPERS.md: never log message text at INFO or
+above). Rasa's structured log events carry it under known keys (``text``, ``user_text``,
+``message``…; Rasa lists them in ``rasa.utils.log_utils._anonymizer``, which rewrites them
+only in Rasa Pro); here every such value is replaced by ``[client text not logged]`` before
+the event is written, for example when Rasa fails on a message with Redis down.
+
+Fixes, each measured. Rasa validates every answer of the action server with ``jsonschema.validate``
 (``RemoteAction._validate_action_result``), and ``jsonschema.validate`` first checks the
 *schema itself* against its meta-schema (``check_schema``) before it checks the answer. The
 schema is the same constant every time; with jsonschema 4.17's draft 2020-12 meta-schema that
@@ -102,10 +108,31 @@ def resolve_by_type(type_name: str, default: Any = None) -> Any:
     return found if found is not None else _rasa_resolve_by_type[0](type_name, default)
 
 
+REDACTED = "[client text not logged]"
+_TEXT_KEYS = (
+    "text", "response_text", "user_text", "slot_values", "parse_data_text", "parse_data_entities",
+    "prediction_events", "tracker_latest_message", "prefilled_slots", "message", "response",
+    "slot_candidates", "rasa_event", "rasa_events", "tracker_states", "current_states",
+    "old_states", "successes", "current_entity", "next_entity", "states", "entity", "token_text",
+    "user_message", "json_message",
+)
+
+
+def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the values that can hold client text are not logged."""
+    for key in _TEXT_KEYS:
+        if event_dict.get(key) not in (None, "", [], {}):
+            event_dict[key] = REDACTED
+    return event_dict
+
+
 def install() -> None:
     """Put the cached ``validate`` where Rasa imports it from (``from jsonschema import validate``)
     and give SQLite tracker stores their settings."""
     jsonschema.validate = validate
+    from rasa.utils import log_utils
+
+    log_utils._anonymizer = redact  # the first processor configure_structlog puts in the chain
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
     from rasa.core import tracker_store

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import jsonschema
 import pytest
 from rasa.core.actions.action import RemoteAction
@@ -68,6 +70,9 @@ def launcher(monkeypatch):
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
     monkeypatch.setattr(Event, "resolve_by_type", Event.__dict__["resolve_by_type"])
     monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
+    from rasa.utils import log_utils
+
+    monkeypatch.setattr(log_utils, "_anonymizer", log_utils._anonymizer)
     for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
@@ -104,3 +109,17 @@ def test_events_are_read_back_as_the_same_classes_rasa_finds(launcher):
         rasa_run.resolve_by_type("no-such-event")
     event = UserUttered("hello", {"name": "greet"})
     assert Event.from_parameters(event.as_dict()) == event
+
+
+def test_rasa_log_events_never_carry_client_text(launcher, caplog):
+    import structlog
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.INFO)
+    with caplog.at_level(logging.INFO):
+        structlog.get_logger().error("rest.message.received.failure", text="I want to die tonight",
+                                     user_message="I want to die tonight", sender_id="telegram:1")
+    written = caplog.text
+    assert "rest.message.received.failure" in written and rasa_run.REDACTED in written
+    assert "die tonight" not in written
+    assert "telegram:1" in written  # what is not client text is still logged

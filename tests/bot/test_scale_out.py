@@ -27,6 +27,7 @@ from fake_bot_api import FakeBotApi, text_update
 from bot.pipeline import FAILSAFE_TEXT, Inbound, Pipeline
 from bot.rasa_client import RasaClient
 from bot.rasa_endpoints import DialogueStores
+from bot.rasa_run import REDACTED
 from bot.screening import get_screener
 from bot.servers import RasaStack
 from bot.settings import load_settings
@@ -248,6 +249,11 @@ def test_postgres_or_redis_going_away_keeps_screen_card_and_alert(scaled, tmp_pa
             assert RISKY in inbound and "are you still there?" in inbound  # nothing lost
         status = httpx.get(f"{stack.rasa_url}/status", params={"token": stack.token}, timeout=10, trust_env=False)
         assert status.status_code == 200
+        # Rasa logged its failures on these messages (ERROR), without their text
+        rasa_log = stack.children[1].log_path.read_text(errors="replace")
+        assert REDACTED in rasa_log
+        for said in (RISKY, "are you still there?"):
+            assert said not in rasa_log
     finally:
         store.close()
 
