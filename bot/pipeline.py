@@ -160,6 +160,10 @@ class ScreenerLike(Protocol):
     def screen(self, text: str) -> Any: ...
 
 
+class NoAnswer(Exception):
+    """Rasa answered a client's text with no message at all."""
+
+
 class Pipeline:
     """Handle inbound messages end to end."""
 
@@ -330,6 +334,10 @@ class Pipeline:
         metadata = {"screening": screening, "region": turn.region, "channel": turn.inbound.channel}
         try:
             replies = await self.rasa.send(turn.inbound.conversation_id, forwarded, metadata)
+            if not replies:
+                # Every flow answers each message; Rasa's REST channel answers an empty list
+                # when it failed on the message (e.g. its lock store went away): fail safe.
+                raise RasaUnavailable("Rasa answered with no messages") from NoAnswer()
         except RasaUnavailable as exc:
             log.warning("Rasa unavailable (%s); sent the fail-safe reply", type(exc.__cause__).__name__)
             await turn.reply(FAILSAFE_TEXT, kind="fallback")

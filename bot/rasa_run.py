@@ -7,7 +7,9 @@ Client text never reaches Rasa's log (DEVELOPERS.md: never log message text at I
 above). Rasa's structured log events carry it under known keys (``text``, ``user_text``,
 ``message``…; Rasa lists them in ``rasa.utils.log_utils._anonymizer``, which rewrites them
 only in Rasa Pro); here every such value is replaced by ``[client text not logged]`` before
-the event is written, for example when Rasa fails on a message with Redis down.
+the event is written, for example when Rasa fails on a message with Redis down. Tracebacks
+are written without the frames' local variables (structlog's ``dict_tracebacks`` shows them by
+default, and they hold the message and its metadata).
 
 Fixes, each measured. Rasa validates every answer of the action server with ``jsonschema.validate``
 (``RemoteAction._validate_action_result``), and ``jsonschema.validate`` first checks the
@@ -40,6 +42,8 @@ import threading
 from typing import Any
 
 import jsonschema
+import structlog
+import structlog.tracebacks
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import QueuePool
@@ -133,6 +137,8 @@ def install() -> None:
     from rasa.utils import log_utils
 
     log_utils._anonymizer = redact  # the first processor configure_structlog puts in the chain
+    structlog.processors.dict_tracebacks = structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
     if not event.contains(Engine, "connect", sqlite_pragmas):
         event.listen(Engine, "connect", sqlite_pragmas)
     from rasa.core import tracker_store

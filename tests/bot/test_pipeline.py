@@ -286,3 +286,13 @@ def test_a_card_answers_its_own_message_not_the_next_ones(store, fake_screener, 
     for n in range(3):  # replayed again: nothing more
         assert run(pipeline.handle(Inbound(chat="c", text=f"RISK number {n}", channel="telegram", ref=200 + n))) == []
     assert len(_cards(store, "telegram:c")) == 3
+
+
+def test_an_empty_answer_from_rasa_gets_the_fail_safe_reply_and_card(store, fake_screener, fake_rasa, sink):
+    """Rasa's REST channel answers [] when it failed on the message (its lock store gone)."""
+    fake_rasa.replies = []
+    pipeline = Pipeline(store, fake_screener, fake_rasa, sink, "US")
+    events = run(pipeline.handle(Inbound(chat="c-empty", text="are you there?")))
+    texts = [e.text for e in events if isinstance(e, Reply)]
+    assert texts[0] == FAILSAFE_TEXT and "988" in texts[1]
+    assert [m["text"] for m in store.messages("console:c-empty") if m["direction"] == "in"] == ["are you there?"]

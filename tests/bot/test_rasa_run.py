@@ -73,6 +73,9 @@ def launcher(monkeypatch):
     from rasa.utils import log_utils
 
     monkeypatch.setattr(log_utils, "_anonymizer", log_utils._anonymizer)
+    import structlog
+
+    monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
     for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
@@ -123,3 +126,24 @@ def test_rasa_log_events_never_carry_client_text(launcher, caplog):
     assert "rest.message.received.failure" in written and rasa_run.REDACTED in written
     assert "die tonight" not in written
     assert "telegram:1" in written  # what is not client text is still logged
+
+
+def test_a_logged_traceback_shows_no_local_variables(launcher, caplog, monkeypatch):
+    import structlog
+    from rasa.utils import log_utils
+    from rasa.utils.log_utils import configure_structlog
+
+    monkeypatch.setattr(log_utils, "FORCE_JSON_LOGGING", "1")  # as under triage up: JSON to a file
+    configure_structlog(logging.INFO)
+
+    def handle(text):
+        raise RuntimeError("lock store unavailable")
+
+    with caplog.at_level(logging.INFO):
+        try:
+            handle("I want to die tonight")
+        except RuntimeError:
+            structlog.get_logger().exception("rest.message.received.failure")
+    written = caplog.text
+    assert "lock store unavailable" in written and "handle" in written  # the traceback is there
+    assert "die tonight" not in written
