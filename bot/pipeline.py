@@ -331,7 +331,11 @@ class Pipeline:
         if not forwarded.strip():
             await turn.reply(EMPTY_TEXT, kind="fallback")
             return False
-        metadata = {"screening": screening, "region": turn.region, "channel": turn.inbound.channel}
+        # What the actions read of the screen (actions/helpers.py), not the text again, its
+        # signals or scores: Rasa keeps the metadata in every user event of the tracker, reads
+        # it back and sends it to the action server on every turn
+        summary = {key: screening.get(key) for key in ("escalate", "tier", "categories", "priority")}
+        metadata = {"screening": summary, "region": turn.region, "channel": turn.inbound.channel}
         try:
             replies = await self.rasa.send(turn.inbound.conversation_id, forwarded, metadata)
             if not replies:

@@ -63,9 +63,10 @@ def test_positive_screen_sends_card_and_alert_before_the_dialogue(store, fake_sc
     alert = events[1]
     assert alert.priority == "urgent" and alert.categories == ["self_harm"]
     assert "«RISK»" in alert.text
-    # the screening result travels to Rasa as metadata
+    # the screen's verdict travels to Rasa as metadata; the client's text goes once, as the message
     metadata = fake_rasa.calls[0][2]
     assert metadata["screening"]["escalate"] is True and metadata["region"] == "UK"
+    assert "RISK" not in json.dumps(metadata)
     # durable: the alert is in the outbox and marked delivered, the case is open
     (row,) = store.alerts()
     assert row["delivered_at"] is not None
