@@ -25,6 +25,11 @@ every subclass of ``Event`` (``Event.resolve_by_type``: 9 % of a turn in the pro
 classes are looked up once here and kept by type name, the first match winning as in Rasa's
 loop, with Rasa's own function for any name not found.
 
+The SQL tracker store reads a conversation's events as ORM objects, one per row, only to take
+their ``data`` column (``SQLTrackerStore._retrieve``); ``sql_retrieve`` below runs Rasa's own
+query (``_event_query``: the same rows, the same order) for that column alone: 32 → 22 ms for
+a conversation of 760 events here, the same tracker.
+
 And the tracker store on SQLite (the default, ``tracker.db`` beside the case store) keeps its
 connection open, as the case store does, instead of opening the file and reading its schema
 for every query (SQLAlchemy 1.4 gives a file-based SQLite engine a ``NullPool``), and gets the
@@ -130,6 +135,18 @@ def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, 
     return event_dict
 
 
+async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions: bool) -> Any:
+    """``SQLTrackerStore._retrieve``, loading the events' JSON column only."""
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    with self.session_scope() as session:
+        query = self._event_query(session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions)
+        events = [json.loads(data) for (data,) in query.with_entities(self.SQLEvent.data).all()]
+    if self.domain and events:
+        return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
+    return None
+
+
 def install() -> None:
     """Put the cached ``validate`` where Rasa imports it from (``from jsonschema import validate``)
     and give SQLite tracker stores their settings."""
@@ -146,6 +163,7 @@ def install() -> None:
     if not _rasa_engine_kwargs:
         _rasa_engine_kwargs.append(tracker_store.create_engine_kwargs)
         tracker_store.create_engine_kwargs = sqlite_engine_kwargs
+        tracker_store.SQLTrackerStore._retrieve = sql_retrieve
     from rasa.shared.core.events import Event
 
     if not _rasa_resolve_by_type:

@@ -68,6 +68,7 @@ def launcher(monkeypatch):
     from sqlalchemy.engine import Engine
 
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
+    monkeypatch.setattr(tracker_store.SQLTrackerStore, "_retrieve", tracker_store.SQLTrackerStore._retrieve)
     monkeypatch.setattr(Event, "resolve_by_type", Event.__dict__["resolve_by_type"])
     monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
     from rasa.utils import log_utils
@@ -147,3 +148,34 @@ def test_a_logged_traceback_shows_no_local_variables(launcher, caplog, monkeypat
     written = caplog.text
     assert "lock store unavailable" in written and "handle" in written  # the traceback is there
     assert "die tonight" not in written
+
+
+def test_the_sql_tracker_store_reads_back_the_same_tracker(tmp_path, monkeypatch):
+    import asyncio
+
+    from rasa.core import tracker_store
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot import CONFIG_DIR
+
+    domain = Domain.load(str(CONFIG_DIR / "domain.yml"))
+    store = tracker_store.SQLTrackerStore(domain=domain, dialect="sqlite", db=str(tmp_path / "t.db"))
+    tracker = DialogueStateTracker("c1", domain.slots)
+    for event in (ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen"),
+                  UserUttered("old session", {"name": "greet"}), SessionStarted(),
+                  ActionExecuted("action_listen"), UserUttered("hello", {"name": "greet"}),
+                  SlotSet("flow", "chat"), ActionExecuted("utter_greet")):
+        tracker.update(event)
+    asyncio.run(store.save(tracker))
+    rasa_latest = asyncio.run(store.retrieve("c1"))
+    rasa_full = asyncio.run(store.retrieve_full_tracker("c1"))
+    monkeypatch.setattr(tracker_store.SQLTrackerStore, "_retrieve", rasa_run.sql_retrieve)
+    ours_latest = asyncio.run(store.retrieve("c1"))
+    ours_full = asyncio.run(store.retrieve_full_tracker("c1"))
+    assert [e.as_dict() for e in ours_latest.events] == [e.as_dict() for e in rasa_latest.events]
+    assert [e.as_dict() for e in ours_full.events] == [e.as_dict() for e in rasa_full.events]
+    assert len(ours_full.events) > len(ours_latest.events)  # the last session only, as Rasa's
+    assert ours_latest.get_slot("flow") == "chat"
+    assert asyncio.run(store.retrieve("nobody")) is None
