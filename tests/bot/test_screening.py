@@ -165,6 +165,8 @@ def test_an_urge_held_back_or_a_question_about_ones_own_situation_pages(screener
     "The neighbour was charged with domestic abuse of his children.",
     "Rape culture is still shrugged off by too many institutions.",
     "Skipping a child's medical care should be considered child abuse.",
+    "Suicide is difficult to talk about at family dinners.",
+    "Suicide is never the answer, reach out instead.",
 ])
 def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     """docs/labelling.md `reported`/`hypothetical`: a supporter's answer, clinical text about
@@ -179,6 +181,7 @@ def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     "I was in an abusive marriage for nine years.",
     "He hit me for two years before I moved across the country.",
     "She had suicidal thoughts during her first year at university.",
+    "Our town lost two teenagers to suicide in the spring.",
 ])
 def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     result = screener.screen(text)
@@ -193,6 +196,8 @@ def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     "I'm sorry to bother you but I keep thinking about killing myself",
     "It is important to me that someone knows I want to die",
     "I keep ending up with abusive partners who hurt me",
+    "suicide is the answer",
+    "suicide is the only way out",
 ])
 def test_ongoing_or_first_person_risk_next_to_those_cues_still_pages(screener, text):
     """Clinical guard: current first-person risk keeps paging (CLINICAL.md, ASQ)."""
