@@ -167,6 +167,8 @@ def test_an_urge_held_back_or_a_question_about_ones_own_situation_pages(screener
     "Skipping a child's medical care should be considered child abuse.",
     "Suicide is difficult to talk about at family dinners.",
     "Suicide is never the answer, reach out instead.",
+    "The protester was beaten to death by the guards, the report says.",
+    "Less access to guns means fewer deaths, the study found.",
 ])
 def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     """docs/labelling.md `reported`/`hypothetical`: a supporter's answer, clinical text about
@@ -182,6 +184,7 @@ def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     "He hit me for two years before I moved across the country.",
     "She had suicidal thoughts during her first year at university.",
     "Our town lost two teenagers to suicide in the spring.",
+    "The singer had an overdose and died in a hotel.",
 ])
 def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     result = screener.screen(text)
@@ -198,6 +201,9 @@ def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     "I keep ending up with abusive partners who hurt me",
     "suicide is the answer",
     "suicide is the only way out",
+    "I took an overdose and died inside",
+    "he will beat me to death if I tell anyone",
+    "I have easy access to guns at my dad's place",
 ])
 def test_ongoing_or_first_person_risk_next_to_those_cues_still_pages(screener, text):
     """Clinical guard: current first-person risk keeps paging (CLINICAL.md, ASQ)."""
