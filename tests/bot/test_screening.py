@@ -169,6 +169,7 @@ def test_an_urge_held_back_or_a_question_about_ones_own_situation_pages(screener
     "Suicide is never the answer, reach out instead.",
     "The protester was beaten to death by the guards, the report says.",
     "Less access to guns means fewer deaths, the study found.",
+    "The course has a module with suicide-related case studies.",
 ])
 def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     """docs/labelling.md `reported`/`hypothetical`: a supporter's answer, clinical text about
@@ -185,6 +186,8 @@ def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
     "She had suicidal thoughts during her first year at university.",
     "Our town lost two teenagers to suicide in the spring.",
     "The singer had an overdose and died in a hotel.",
+    "After his suicide the whole street went quiet for weeks.",
+    "She got therapy for the domestic violence of a previous marriage.",
 ])
 def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     result = screener.screen(text)
@@ -204,6 +207,8 @@ def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
     "I took an overdose and died inside",
     "he will beat me to death if I tell anyone",
     "I have easy access to guns at my dad's place",
+    "my brother is planning his suicide and won't talk to anyone",
+    "my grandad died in the spring and I just want to join him soon",
 ])
 def test_ongoing_or_first_person_risk_next_to_those_cues_still_pages(screener, text):
     """Clinical guard: current first-person risk keeps paging (CLINICAL.md, ASQ)."""
@@ -215,6 +220,11 @@ def test_a_call_to_execute_someone_is_harm_to_others(screener):
     result = screener.rules.screen("those traitors should all be hanged")
     assert result.escalate and result.categories == ["harm_to_others"]
     assert not screener.rules.screen("we should hang out at the lake this weekend").escalate
+
+
+def test_internal_bleeding_is_an_injury_not_self_injury(screener):
+    assert not screener.rules.screen("the driver had internal bleeding after the crash").escalate
+    assert screener.rules.screen("I scratched my arm until it bled").escalate
 
 
 def test_overwork_is_figurative(screener):
