@@ -227,6 +227,11 @@ def test_internal_bleeding_is_an_injury_not_self_injury(screener):
     assert screener.rules.screen("I scratched my arm until it bled").escalate
 
 
+def test_cutting_oneself_off_is_withdrawing(screener):
+    result = screener.rules.screen("my husband cuts himself off from the family for days")
+    assert not result.escalate and result.signals[0].figurative
+
+
 def test_overwork_is_figurative(screener):
     result = screener.screen("I'm killing myself working double shifts to pay the rent")
     assert not result.escalate and result.signals[0].figurative
