@@ -12,7 +12,7 @@ risk match (*target*) that lies in its scope:
 - ``pseudo`` rules cancel any other modifier they overlap ("can't stop" is not a negation,
   "asking for a friend" is not another person); when a pseudo rule's category is a flag
   (``FIGURATIVE`` …) a target it overlaps gets that flag ("end it with him", "shoot him a
-  text");
+  text"), unless the rule says ``unless_self`` and the sentence has a first-person word;
 - a modifier inside the target's own words is ignored ("I don't want to live" is one cue),
   except the experiencer and IMMINENT, which may sit inside it;
 - ``unless_self``: the rule does not apply when the sentence has a first-person word
@@ -218,15 +218,17 @@ class ConText:
     def flags(self, target: Span, category: str) -> Flags:
         """Return the context flags and experiencer of one target of ``category``."""
         flags = Flags()
-        lo = bisect_left(self._pseudo_starts, target.start - WINDOW)
-        hi = bisect_left(self._pseudo_starts, target.end)
-        for span, rule in self._pseudo[lo:hi]:
-            if span.overlaps(target) and rule.category in _FLAG_OF and category in rule.allowed_types:
-                setattr(flags, _FLAG_OF[rule.category], True)
         sentence = self._sentence(target.start)
         candidates = self._candidates(target)
         self_in_sentence = any(
             r.category == "SELF_EXPERIENCER" and self._sentence(s.start) == sentence for s, r in candidates)
+        lo = bisect_left(self._pseudo_starts, target.start - WINDOW)
+        hi = bisect_left(self._pseudo_starts, target.end)
+        for span, rule in self._pseudo[lo:hi]:
+            if rule.unless_self and self_in_sentence:
+                continue  # "abusive men" in general, but "I keep dating abusive men" is the writer's
+            if span.overlaps(target) and rule.category in _FLAG_OF and category in rule.allowed_types:
+                setattr(flags, _FLAG_OF[rule.category], True)
         best_before: tuple[int, str] | None = None
         best_after: tuple[int, str] | None = None
         for span, rule in candidates:

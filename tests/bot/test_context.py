@@ -109,3 +109,14 @@ def test_a_fronted_time_clause_crosses_its_comma_only_when_the_rule_says_so():
     # "when i was 9 , he hurt me": the comma cuts an ordinary rule, not one that crosses it
     assert not engine([(0, 4, HIST), (4, 5, COMMA)], [0] * 8).flags(Span(5, 8), "self_harm").historical
     assert engine([(0, 4, HIST_COMMA), (4, 5, COMMA)], [0] * 8).flags(Span(5, 8), "self_harm").historical
+
+
+def test_a_pseudo_flag_rule_with_unless_self_gives_way_to_a_first_person_sentence():
+    """'abusive men' in general is reported; 'I keep dating abusive men' is the writer's."""
+    general = ContextRule("REPORTED", "pseudo", allowed_types=RISK, unless_self=True)
+    ctx = engine([(1, 3, general)], [0] * 5)
+    assert ctx.flags(Span(1, 2), "self_harm").reported
+    ctx = engine([(0, 1, SELF), (1, 3, general)], [0] * 5)
+    assert not ctx.flags(Span(1, 2), "self_harm").reported
+    ctx = engine([(0, 1, SELF), (1, 3, general)], [0, 1, 1, 1, 1])  # "I" in another sentence
+    assert ctx.flags(Span(1, 2), "self_harm").reported

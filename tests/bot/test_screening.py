@@ -156,6 +156,87 @@ def test_an_urge_held_back_or_a_question_about_ones_own_situation_pages(screener
     assert screener.screen(text).escalate
 
 
+@pytest.mark.parametrize("text", [
+    "So sorry to hear about the domestic violence you went through, it was not your fault.",
+    "It sounds like you are having suicidal thoughts, please reach out to someone tonight.",
+    "Many clients who struggle with self-harm do well with outpatient therapy.",
+    "Abusive relationships often get more dangerous when the victim tries to leave.",
+    "It is important to get help early when low mood brings thoughts of suicide.",
+    "The neighbour was charged with domestic abuse of his children.",
+    "Rape culture is still shrugged off by too many institutions.",
+    "Skipping a child's medical care should be considered child abuse.",
+    "Suicide is difficult to talk about at family dinners.",
+    "Suicide is never the answer, reach out instead.",
+    "The protester was beaten to death by the guards, the report says.",
+    "Less access to guns means fewer deaths, the study found.",
+    "The course has a module with suicide-related case studies.",
+])
+def test_answers_and_general_talk_about_risk_do_not_page(screener, text):
+    """docs/labelling.md `reported`/`hypothetical`: a supporter's answer, clinical text about
+    people in general, news and topic talk with no first-person word are not disclosures."""
+    result = screener.screen(text)
+    assert not result.escalate
+    assert result.signals and all(s.reported or s.hypothetical for s in result.signals)
+
+
+@pytest.mark.parametrize("text", [
+    "My ex-husband was abusive, the divorce came through in March.",
+    "I was in an abusive marriage for nine years.",
+    "He hit me for two years before I moved across the country.",
+    "She had suicidal thoughts during her first year at university.",
+    "Our town lost two teenagers to suicide in the spring.",
+    "The singer had an overdose and died in a hotel.",
+    "After his suicide the whole street went quiet for weeks.",
+    "She got therapy for the domestic violence of a previous marriage.",
+])
+def test_abuse_by_an_ex_and_closed_spans_are_past(screener, text):
+    result = screener.screen(text)
+    assert not result.escalate and result.tier != "page"
+    assert result.signals and all(s.historical for s in result.signals)
+
+
+@pytest.mark.parametrize("text", [
+    "my abusive ex keeps turning up at my door at night",
+    "I was raped by my ex",
+    "he has hit me for two years and I can't get away",
+    "I'm sorry to bother you but I keep thinking about killing myself",
+    "It is important to me that someone knows I want to die",
+    "I keep ending up with abusive partners who hurt me",
+    "suicide is the answer",
+    "suicide is the only way out",
+    "I took an overdose and died inside",
+    "he will beat me to death if I tell anyone",
+    "I have easy access to guns at my dad's place",
+    "my brother is planning his suicide and won't talk to anyone",
+    "my grandad died in the spring and I just want to join him soon",
+])
+def test_ongoing_or_first_person_risk_next_to_those_cues_still_pages(screener, text):
+    """Clinical guard: current first-person risk keeps paging (CLINICAL.md, ASQ)."""
+    assert screener.screen(text).escalate
+
+
+def test_a_call_to_execute_someone_is_harm_to_others(screener):
+    """docs/labelling.md: hate speech calling for killing is `current` harm to others."""
+    result = screener.rules.screen("those traitors should all be hanged")
+    assert result.escalate and result.categories == ["harm_to_others"]
+    assert not screener.rules.screen("we should hang out at the lake this weekend").escalate
+
+
+def test_internal_bleeding_is_an_injury_not_self_injury(screener):
+    assert not screener.rules.screen("the driver had internal bleeding after the crash").escalate
+    assert screener.rules.screen("I scratched my arm until it bled").escalate
+
+
+def test_cutting_oneself_off_is_withdrawing(screener):
+    result = screener.rules.screen("my husband cuts himself off from the family for days")
+    assert not result.escalate and result.signals[0].figurative
+
+
+def test_overwork_is_figurative(screener):
+    result = screener.screen("I'm killing myself working double shifts to pay the rent")
+    assert not result.escalate and result.signals[0].figurative
+
+
 def test_a_metaphor_of_ruin_is_figurative(screener):
     result = screener.screen("leaving the union would be economic suicide for us")
     assert not result.escalate and result.signals[0].figurative
