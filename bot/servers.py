@@ -62,9 +62,6 @@ def child_env() -> dict[str, str]:
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["SANIC_HOST"] = "127.0.0.1"  # the action server binds here (rasa_sdk's default is 0.0.0.0)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow's oneDNN kernels cost more than they save on DIET's small inputs: Rasa's CPU
-    # per turn 31.5 → 27.8 ms without them (six paired runs; bench/profile_turns.py)
-    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
     return env
 
