@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
 from bot.pipeline import Inbound, Pipeline  # noqa: E402
@@ -42,12 +42,8 @@ from bot.rasa_endpoints import TRACKER_FILE, DialogueStores, sqlite_url  # noqa:
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
 from bot.store import Store  # noqa: E402
+from bench_gateway import BENIGN  # noqa: E402  (the same client messages as the gateway bench)
 
-BENIGN = [
-    "hi", "hello there", "what can you do", "I had a long day at work", "are you a bot?",
-    "thanks", "can you tell me the clinic's hours", "I feel a bit anxious about my appointment",
-    "my sleep has been bad lately", "ok", "bye for now", "how does this work",
-]
 TICK = os.sysconf("SC_CLK_TCK")
 # Rasa's stages, by the frame that runs each (inclusive time; the rows may nest)
 STAGES = [  # (label, frame, the frame it must run under, or None)
