@@ -230,12 +230,13 @@ class TelegramGateway:
         return False
 
     async def _screen_ahead(self, update: Update) -> None:
+        # Marked first: whatever part of it ran here (stored, screened, paged), the dialogue has
+        # not, so its own turn must still answer it, even if this step fails half-way.
+        self._screened_ahead.add(update.update_id)
         try:
             await self.pipeline.screen_ahead(inbound_from(update, self.app.bot.username))
-        except Exception as exc:  # noqa: BLE001 - the message's own turn stores and screens it again
+        except Exception as exc:  # noqa: BLE001 - the message's own turn completes what is missing
             log.error("screening a queued message ahead of its turn failed: %s", type(exc).__name__)
-            return
-        self._screened_ahead.add(update.update_id)
 
     async def replay_pending(self) -> int:
         """Dispatch every stored update not yet handled (after a crash or a failure)."""

@@ -531,3 +531,30 @@ def test_the_ask_tier_of_a_queued_message_waits_for_its_turn(api, tmp_path, fake
     assert texts.index("hello from the dialogue") < texts.index(questions()[0]["text"])
     assert answered == ["first"]  # the question is the second message's reply
     store.close()
+
+
+def test_a_queued_message_whose_early_screen_fails_half_way_is_still_answered(api, tmp_path, fake_screener, fake_rasa):
+    settings = settings_for(api, tmp_path / "t.db")
+    store = Store(settings.db_path)
+    release, answered = slow_first_turn(fake_rasa)
+
+    async def scenario():
+        async with running(settings, fake_screener, fake_rasa, store) as gw:
+            record = gw.pipeline._record
+
+            async def stored_then_failed(inbound):
+                await record(inbound)  # stored and screened; then, say, a send fails
+                raise RuntimeError("failed half-way")
+
+            gw.pipeline.screen_ahead = stored_then_failed
+            api.push(text_update(CLIENT, "first"))
+            await until(lambda: store.messages(f"telegram:{CLIENT}"))
+            api.push(text_update(CLIENT, "second"))
+            await until(lambda: len(store.messages(f"telegram:{CLIENT}")) == 2)
+            release.set()
+            await until(lambda: done_updates(store) == 2)
+
+    asyncio.run(scenario())
+    assert answered == ["first", "second"]  # the dialogue still answered the second message
+    assert [m["text"] for m in api.sent(chat_id=CLIENT)].count("hello from the dialogue") == 2
+    store.close()
