@@ -141,7 +141,7 @@ def spy_stages(raw: Path) -> list[str]:
     return [f"  {100 * inclusive[label] / whole:5.1f} %  {label}" for label, _, _ in STAGES]
 
 
-async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path) -> list[str]:
+async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path, raw_copy: str | None = None) -> list[str]:
     rasa = RasaClient(stack.rasa_url, timeout=60, token=stack.token)
     pipeline = Pipeline(store, get_screener(), rasa, NullSink())
     action_pids, rasa_pids = process_tree(stack.pids()[0]), process_tree(stack.pids()[1])
@@ -173,6 +173,8 @@ async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path) -> list[
                 recorder.wait(timeout=60)
                 lines.append("Rasa's time by stage in those 40-turn conversations (py-spy, share of a turn):")
                 lines += spy_stages(out)
+                if raw_copy:
+                    shutil.copyfile(out, raw_copy)
         screener = get_screener()
         texts = [random.choice(BENIGN) for _ in range(200)]
         t0 = time.process_time()
@@ -187,6 +189,7 @@ async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--py-spy", action="store_true", help="also sample the Rasa process with py-spy")
+    parser.add_argument("--raw", help="with --py-spy, also keep py-spy's raw (collapsed) stacks in this file")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "profile.txt"))
     args = parser.parse_args()
     if args.py_spy and not shutil.which("py-spy"):
@@ -200,7 +203,7 @@ def main() -> None:
         with RasaStack(stores=stores) as stack:
             store = Store(tmp / "triage.db")
             try:
-                body = asyncio.run(measure(stack, store, args.py_spy, tmp))
+                body = asyncio.run(measure(stack, store, args.py_spy, tmp, args.raw))
             finally:
                 store.close()
     report = header + "\n" + "\n".join(body) + "\n"

@@ -41,6 +41,7 @@ message, a card or an alert (those are in the case store).
 
 from __future__ import annotations
 
+import collections
 import json
 import sqlite3
 import threading
@@ -147,6 +148,137 @@ async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions
     return None
 
 
+# The dialogue states of each conversation, kept between predictions: (states' flags, sender) →
+# (the applied events they were computed from, one step per ActionExecuted among them).
+_states_cache: "collections.OrderedDict[tuple[Any, ...], tuple[list[Any], list[tuple[Any, ...]]]]" = (
+    collections.OrderedDict())
+STATES_CACHE_SIZE = 600  # about 200 conversations × the two policies' sets of flags
+_rasa_states_for_tracker_history: list[Any] = []
+
+
+def _same_event(a: Any, b: Any) -> bool:
+    """The same stored event: the identical object, or the same type and time and the same content
+    that a dialogue state reads (Rasa's own ``__eq__`` pickles entities and bot messages to compare
+    them, and cost more than the states it saves)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or a.timestamp != b.timestamp:
+        return False
+    return _state_content(a) == _state_content(b)
+
+
+_STATE_CONTENT: dict[type, Any] = {}
+
+
+def _state_content(event: Any) -> Any:
+    if not _STATE_CONTENT:
+        from rasa.shared.core import events
+
+        _STATE_CONTENT.update({
+            events.UserUttered: lambda e: (e.text, e.intent_name, e.entities, e.use_text_for_featurization),
+            events.SlotSet: lambda e: (e.key, e.value),
+            events.ActionExecuted: lambda e: (e.action_name, e.action_text, e.hide_rule_turn),
+            events.ActiveLoop: lambda e: e.name,
+            events.BotUttered: lambda e: e.text,
+        })
+    content = _STATE_CONTENT.get(type(event))  # exact types: a subclass is compared whole
+    return content(event) if content is not None else event.as_dict()
+
+
+def _copy_states(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of a list of states that callers may change (Rasa's featurizers delete keys from the
+    sub-states). A state is a dict of sub-state dicts whose values are strings, numbers and tuples;
+    sub-states shared between states stay shared, as in Rasa's own list."""
+    copies: dict[int, dict[str, Any]] = {}
+    out = []
+    for state in states:
+        new = {}
+        for kind, sub in state.items():
+            copied = copies.get(id(sub))
+            if copied is None:
+                copied = copies[id(sub)] = dict(sub)
+            new[kind] = copied
+        out.append(new)
+    return out
+
+
+def states_for_tracker_history(
+    self: Any,
+    tracker: Any,
+    omit_unset_slots: bool = False,
+    ignore_rule_only_turns: bool = False,
+    rule_only_data: Any = None,
+) -> list[dict[str, Any]]:
+    """``Domain.states_for_tracker_history`` (Rasa 3.6.21), reusing the states of the history that a
+    previous call for the same conversation already computed.
+
+    A state before an action depends only on the events applied before it, so the states of the
+    longest prefix of events that matches the previous call are taken from it; the tracker is still
+    replayed event by event, and the states after that prefix are computed by Rasa's own steps in
+    Rasa's order. Each policy asks for the states of the whole history at every prediction (two
+    policies, two or three predictions a turn): 21 % of Rasa's time per turn in 40-turn
+    conversations (bench/results/profile.txt) went to recomputing the same states."""
+    from rasa.shared.core import constants
+    from rasa.shared.core.events import ActionExecuted
+
+    applied = tracker.applied_events()
+    key = (id(self), tracker.sender_id, tracker.is_rule_tracker, omit_unset_slots, ignore_rule_only_turns,
+           repr(rule_only_data))
+    with _lock:
+        old_events, old_steps = _states_cache.get(key, ((), ()))
+    same = 0
+    for old, new in zip(old_events, applied):
+        if not _same_event(old, new):
+            break
+        same += 1
+
+    states: list[dict[str, Any]] = []
+    steps: list[tuple[Any, ...]] = []
+    last_ml_action_sub_state = None
+    turn_was_hidden = False
+
+    def step(tr: Any, hide_rule_turn: bool) -> None:
+        nonlocal last_ml_action_sub_state, turn_was_hidden
+        # Rasa 3.6.21, Domain.states_for_tracker_history, one turn of its loop
+        if ignore_rule_only_turns:
+            if not turn_was_hidden:
+                last_ml_action_sub_state = self._get_prev_action_sub_state(tr)
+            if not tr.followup_action and not tr.latest_action_name == tr.active_loop_name:
+                turn_was_hidden = hide_rule_turn
+            if turn_was_hidden:
+                return
+        state = self.get_active_state(tr, omit_unset_slots=omit_unset_slots)
+        if ignore_rule_only_turns:
+            self._remove_rule_only_features(state, rule_only_data)
+            if states:
+                self._substitute_rule_only_user_input(state, states[-1])
+            if last_ml_action_sub_state:
+                state[constants.PREVIOUS_ACTION] = last_ml_action_sub_state
+        states.append(self._clean_state(state))
+
+    tr = tracker.init_copy()
+    for index, event in enumerate(applied):
+        if isinstance(event, ActionExecuted):  # generate_all_prior_trackers yields before each
+            reuse = old_steps[len(steps)] if len(steps) < len(old_steps) and index < same else None
+            if reuse is not None:
+                _, state, turn_was_hidden, last_ml_action_sub_state = reuse
+                if state is not None:
+                    states.append(state)
+            else:
+                before = len(states)
+                step(tr, event.hide_rule_turn)
+                state = states[-1] if len(states) > before else None
+            steps.append((index, state, turn_was_hidden, last_ml_action_sub_state))
+        tr.update(event)
+    step(tr, False)  # the tracker after every event
+    with _lock:
+        _states_cache[key] = (applied, steps)
+        _states_cache.move_to_end(key)
+        while len(_states_cache) > STATES_CACHE_SIZE:
+            _states_cache.popitem(last=False)
+    return _copy_states(states)
+
+
 def install() -> None:
     """Put the cached ``validate`` where Rasa imports it from (``from jsonschema import validate``)
     and give SQLite tracker stores their settings."""
@@ -169,6 +301,11 @@ def install() -> None:
     if not _rasa_resolve_by_type:
         _rasa_resolve_by_type.append(Event.resolve_by_type)
         Event.resolve_by_type = staticmethod(resolve_by_type)
+    from rasa.shared.core.domain import Domain
+
+    if not _rasa_states_for_tracker_history:
+        _rasa_states_for_tracker_history.append(Domain.states_for_tracker_history)
+        Domain.states_for_tracker_history = states_for_tracker_history
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 
 import jsonschema
@@ -70,6 +71,9 @@ def launcher(monkeypatch):
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
     monkeypatch.setattr(tracker_store.SQLTrackerStore, "_retrieve", tracker_store.SQLTrackerStore._retrieve)
     monkeypatch.setattr(Event, "resolve_by_type", Event.__dict__["resolve_by_type"])
+    from rasa.shared.core.domain import Domain
+
+    monkeypatch.setattr(Domain, "states_for_tracker_history", Domain.states_for_tracker_history)
     monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
     from rasa.utils import log_utils
 
@@ -77,7 +81,7 @@ def launcher(monkeypatch):
     import structlog
 
     monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
-    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type"):
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_states_for_tracker_history"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
     rasa_run.install()
@@ -179,3 +183,79 @@ def test_the_sql_tracker_store_reads_back_the_same_tracker(tmp_path, monkeypatch
     assert len(ours_full.events) > len(ours_latest.events)  # the last session only, as Rasa's
     assert ours_latest.get_slot("flow") == "chat"
     assert asyncio.run(store.retrieve("nobody")) is None
+
+
+@pytest.fixture(scope="module")
+def story_trackers():
+    """The project's stories, rules and test stories as Rasa's training trackers."""
+    from rasa.core.training import load_data
+    from rasa.shared.core.domain import Domain
+
+    from bot import CONFIG_DIR
+
+    root = CONFIG_DIR.parent
+    domain = Domain.load(str(CONFIG_DIR / "domain.yml"))
+    paths = (root / "data" / "stories", root / "data" / "rules", root / "tests" / "test_stories.yml")
+    return domain, [t for path in paths for t in load_data(str(path), domain, augmentation_factor=0)]
+
+
+def test_the_kept_states_of_a_history_are_rasas_own_at_every_turn(story_trackers, monkeypatch):
+    """Every prefix of every story, turn after turn as a conversation grows (so the kept states are
+    reused), after a revert and a restart (so they are not), and after a caller changed the states
+    it was given: the same states as Rasa's own Domain.states_for_tracker_history."""
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import ActionReverted, Restarted, UserUtteranceReverted
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain, trackers = story_trackers
+    rasa = Domain.states_for_tracker_history
+    monkeypatch.setattr(rasa_run, "_states_cache", rasa_run.collections.OrderedDict())
+    slot = next(iter(domain.slots)).name
+    flags = [{}, {"omit_unset_slots": True},
+             {"ignore_rule_only_turns": True, "rule_only_data": {"slots": [slot], "active_loops": ["asq_form"]}}]
+    computed = collections.Counter()
+    real = Domain.get_active_state
+    monkeypatch.setattr(Domain, "get_active_state", lambda self, *a, **k: (computed.update([who]), real(self, *a, **k))[1])
+    compared = 0
+    for number, story in enumerate(trackers):
+        events = list(story.events)
+        histories = [events[:k] for k in range(1, len(events) + 1)]
+        histories += [events + [UserUtteranceReverted()], events + [ActionReverted()], events + [Restarted()] + events[:3]]
+        for history in histories:
+            tracker = DialogueStateTracker.from_events(f"c{number % 7}", history, domain.slots)
+            tracker.is_rule_tracker = story.is_rule_tracker
+            for kwargs in flags:
+                who = "ours"
+                ours = rasa_run.states_for_tracker_history(domain, tracker, **kwargs)
+                who = "rasa"
+                assert ours == rasa(domain, tracker, **kwargs)
+                for state in ours:  # as Rasa's featurizers do to the list they are given
+                    state.get("user", {}).pop("text", None)
+                    state.get("user", {}).pop("intent", None)
+                who = "ours"
+                again = rasa_run.states_for_tracker_history(domain, tracker, **kwargs)
+                who = "rasa"
+                assert again == rasa(domain, tracker, **kwargs)
+                compared += 1
+    assert compared > 1000
+    assert computed["ours"] < computed["rasa"] / 2  # the kept states were used
+
+
+def test_the_kept_states_are_bounded(story_trackers, monkeypatch):
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain, trackers = story_trackers
+    monkeypatch.setattr(rasa_run, "_states_cache", rasa_run.collections.OrderedDict())
+    monkeypatch.setattr(rasa_run, "STATES_CACHE_SIZE", 5)
+    for number in range(20):
+        tracker = DialogueStateTracker.from_events(f"chat-{number}", list(trackers[0].events), domain.slots)
+        rasa_run.states_for_tracker_history(domain, tracker)
+    assert len(rasa_run._states_cache) == 5
+    assert all(key[1].startswith("chat-1") for key in rasa_run._states_cache)
+
+
+def test_the_launcher_keeps_the_states_of_each_history(launcher):
+    from rasa.shared.core.domain import Domain
+
+    assert Domain.states_for_tracker_history is rasa_run.states_for_tracker_history
+    assert rasa_run._rasa_states_for_tracker_history[0] is not rasa_run.states_for_tracker_history
