@@ -48,6 +48,7 @@ import threading
 from typing import Any
 
 import jsonschema
+import ujson
 import structlog
 import structlog.tracebacks
 from sqlalchemy import event
@@ -142,7 +143,7 @@ async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions
 
     with self.session_scope() as session:
         query = self._event_query(session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions)
-        events = [json.loads(data) for (data,) in query.with_entities(self.SQLEvent.data).all()]
+        events = [ujson.loads(data) for (data,) in query.with_entities(self.SQLEvent.data).all()]
     if self.domain and events:
         return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
     return None
@@ -279,6 +280,20 @@ def states_for_tracker_history(
     return _copy_states(states)
 
 
+_rasa_endpoint_session: list[Any] = []
+
+
+def endpoint_session(self: Any) -> Any:
+    """``EndpointConfig.session`` (Rasa 3.6.21) with request bodies written by ujson."""
+    import aiohttp
+    from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT
+
+    auth = aiohttp.BasicAuth(self.basic_auth["username"], self.basic_auth["password"]) if self.basic_auth else None
+    return aiohttp.ClientSession(headers=self.headers, auth=auth,
+                                 timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
+                                 json_serialize=ujson.dumps)
+
+
 def install() -> None:
     """Put the cached ``validate`` where Rasa imports it from (``from jsonschema import validate``)
     and give SQLite tracker stores their settings."""
@@ -301,6 +316,11 @@ def install() -> None:
     if not _rasa_resolve_by_type:
         _rasa_resolve_by_type.append(Event.resolve_by_type)
         Event.resolve_by_type = staticmethod(resolve_by_type)
+    from rasa.utils.endpoints import EndpointConfig
+
+    if not _rasa_endpoint_session:
+        _rasa_endpoint_session.append(EndpointConfig.session)
+        EndpointConfig.session = endpoint_session
     from rasa.shared.core.domain import Domain
 
     if not _rasa_states_for_tracker_history:

@@ -74,6 +74,9 @@ def launcher(monkeypatch):
     from rasa.shared.core.domain import Domain
 
     monkeypatch.setattr(Domain, "states_for_tracker_history", Domain.states_for_tracker_history)
+    from rasa.utils.endpoints import EndpointConfig
+
+    monkeypatch.setattr(EndpointConfig, "session", EndpointConfig.session)
     monkeypatch.setattr(jsonschema, "validate", jsonschema.validate)
     from rasa.utils import log_utils
 
@@ -81,7 +84,8 @@ def launcher(monkeypatch):
     import structlog
 
     monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
-    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_states_for_tracker_history"):
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_states_for_tracker_history",
+                 "_rasa_endpoint_session"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
     rasa_run.install()
@@ -259,3 +263,44 @@ def test_the_launcher_keeps_the_states_of_each_history(launcher):
 
     assert Domain.states_for_tracker_history is rasa_run.states_for_tracker_history
     assert rasa_run._rasa_states_for_tracker_history[0] is not rasa_run.states_for_tracker_history
+
+
+def test_requests_to_the_action_server_carry_the_same_json(launcher):
+    """Rasa's calls to the action server (EndpointConfig.request) write their bodies with ujson:
+    the same document, parsed back, as json.dumps writes, with the endpoint's headers and auth."""
+    import asyncio
+    import json
+
+    from aiohttp import web
+    from rasa.utils.endpoints import EndpointConfig
+
+    received, raw = [], []
+
+    async def handler(request):
+        raw.append(await request.read())
+        received.append((await request.json(), request.headers.get("Authorization"), request.headers.get("X-Clinic")))
+        return web.json_response({"events": [], "responses": []})
+
+    body = {"next_action": "action_route", "tracker": {"sender_id": "c1", "latest_message": {
+        "text": "I can't sleep / again, é \u2028", "intent": {"confidence": 0.1 + 0.2}}, "events": [{"timestamp": 1764515143.4815366}]}}
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/webhook", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X-Clinic": "one"},
+                                      basic_auth={"username": "rasa", "password": "pw"})
+            return await endpoint.request(json=body, method="post")
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(run()) == {"events": [], "responses": []}
+    assert received[0][0] == json.loads(json.dumps(body))
+    assert received[0][1].startswith("Basic ") and received[0][2] == "one"
+    assert EndpointConfig.session is rasa_run.endpoint_session
+    assert b"\\/" in raw[0]  # written by ujson, which escapes "/" (json.dumps does not)
