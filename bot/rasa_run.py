@@ -37,11 +37,22 @@ case store's settings: write-ahead log and ``synchronous=NORMAL`` (bot/store/sto
 commit then costs about 0.02 ms instead of 0.8 ms here, and survives a crash or ``kill -9`` of
 Rasa (the restart tests); only a power cut can lose the last turns' dialogue state, never a
 message, a card or an alert (those are in the case store).
+
+Both policies ask for the dialogue states of the whole history at every prediction
+(``Domain.states_for_tracker_history``); ``states_for_tracker_history`` below keeps each
+conversation's replayed tracker and states and applies only the events that are new since
+(21 % of a turn in 40-turn conversations before; a test compares it with Rasa's own function
+on every prefix of every story). Stored events are parsed, and the tracker sent to the action
+server is written, with ujson instead of json (a Rasa dependency; 3× json here). And once the
+model is loaded the objects alive are frozen (``gc.freeze``): before, each full collection in
+Rasa's process walked TensorFlow's graph and took 0.3–0.8 s.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import gc
 import json
 import sqlite3
 import threading
@@ -151,8 +162,7 @@ async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions
 
 # The dialogue states of each conversation, kept between predictions: (states' flags, sender) →
 # (the applied events they were computed from, one step per ActionExecuted among them).
-_states_cache: "collections.OrderedDict[tuple[Any, ...], tuple[list[Any], list[tuple[Any, ...]]]]" = (
-    collections.OrderedDict())
+_states_cache: "collections.OrderedDict[tuple[Any, ...], _History]" = collections.OrderedDict()
 STATES_CACHE_SIZE = 600  # about 200 conversations × the two policies' sets of flags
 _rasa_states_for_tracker_history: list[Any] = []
 
@@ -203,6 +213,18 @@ def _copy_states(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclasses.dataclass
+class _History:
+    """What ``states_for_tracker_history`` keeps of one conversation for one set of flags."""
+
+    events: list[Any]  # the applied events it was computed from
+    steps: list[tuple[Any, ...]]  # per ActionExecuted: (index, state or None, hidden, last ML action)
+    states: list[dict[str, Any]]  # the states before each ActionExecuted (Rasa's, unchanged)
+    tracker: Any  # the replayed tracker after every event (the one Rasa's generator ends with)
+    turn_was_hidden: bool
+    last_ml_action_sub_state: Any
+
+
 def states_for_tracker_history(
     self: Any,
     tracker: Any,
@@ -210,15 +232,17 @@ def states_for_tracker_history(
     ignore_rule_only_turns: bool = False,
     rule_only_data: Any = None,
 ) -> list[dict[str, Any]]:
-    """``Domain.states_for_tracker_history`` (Rasa 3.6.21), reusing the states of the history that a
-    previous call for the same conversation already computed.
+    """``Domain.states_for_tracker_history`` (Rasa 3.6.21), continuing from what a previous call for
+    the same conversation computed instead of replaying the whole history.
 
-    A state before an action depends only on the events applied before it, so the states of the
-    longest prefix of events that matches the previous call are taken from it; the tracker is still
-    replayed event by event, and the states after that prefix are computed by Rasa's own steps in
-    Rasa's order. Each policy asks for the states of the whole history at every prediction (two
-    policies, two or three predictions a turn): 21 % of Rasa's time per turn in 40-turn
-    conversations (bench/results/profile.txt) went to recomputing the same states."""
+    A state before an action depends only on the events applied before it. When the events extend
+    the previous call's (the same conversation a prediction or a turn later), its replayed tracker
+    and states are kept and only the new events are applied; otherwise the tracker is replayed
+    from the start and the states of the longest matching prefix are reused. Either way the states
+    after that are computed by Rasa's own steps in Rasa's order. Each policy asks for the states of
+    the whole history at every prediction (two policies, two or three predictions a turn): 21 % of
+    Rasa's time per turn in 40-turn conversations went to recomputing the same states
+    (bench/results/profile-findings.md)."""
     from rasa.shared.core import constants
     from rasa.shared.core.events import ActionExecuted
 
@@ -226,58 +250,68 @@ def states_for_tracker_history(
     key = (id(self), tracker.sender_id, tracker.is_rule_tracker, omit_unset_slots, ignore_rule_only_turns,
            repr(rule_only_data))
     with _lock:
-        old_events, old_steps = _states_cache.get(key, ((), ()))
+        kept = _states_cache.pop(key, None)  # taken: a concurrent call for it starts afresh
     same = 0
-    for old, new in zip(old_events, applied):
-        if not _same_event(old, new):
-            break
-        same += 1
+    if kept is not None:
+        for old, new in zip(kept.events, applied):
+            if not _same_event(old, new):
+                break
+            same += 1
 
-    states: list[dict[str, Any]] = []
-    steps: list[tuple[Any, ...]] = []
-    last_ml_action_sub_state = None
-    turn_was_hidden = False
+    if kept is not None and same == len(kept.events):  # the same history, or a longer one
+        history = kept
+        start = len(kept.events)
+    else:
+        history = _History([], [], [], tracker.init_copy(), False, None)
+        start = 0
+    states = history.states
+    old_steps = kept.steps if kept is not None and history is not kept else ()
 
-    def step(tr: Any, hide_rule_turn: bool) -> None:
-        nonlocal last_ml_action_sub_state, turn_was_hidden
+    def step(tr: Any, hide_rule_turn: bool, states: list[dict[str, Any]]) -> None:
         # Rasa 3.6.21, Domain.states_for_tracker_history, one turn of its loop
         if ignore_rule_only_turns:
-            if not turn_was_hidden:
-                last_ml_action_sub_state = self._get_prev_action_sub_state(tr)
+            if not history.turn_was_hidden:
+                history.last_ml_action_sub_state = self._get_prev_action_sub_state(tr)
             if not tr.followup_action and not tr.latest_action_name == tr.active_loop_name:
-                turn_was_hidden = hide_rule_turn
-            if turn_was_hidden:
+                history.turn_was_hidden = hide_rule_turn
+            if history.turn_was_hidden:
                 return
         state = self.get_active_state(tr, omit_unset_slots=omit_unset_slots)
         if ignore_rule_only_turns:
             self._remove_rule_only_features(state, rule_only_data)
             if states:
                 self._substitute_rule_only_user_input(state, states[-1])
-            if last_ml_action_sub_state:
-                state[constants.PREVIOUS_ACTION] = last_ml_action_sub_state
+            if history.last_ml_action_sub_state:
+                state[constants.PREVIOUS_ACTION] = history.last_ml_action_sub_state
         states.append(self._clean_state(state))
 
-    tr = tracker.init_copy()
-    for index, event in enumerate(applied):
+    tr = history.tracker
+    for index in range(start, len(applied)):
+        event = applied[index]
         if isinstance(event, ActionExecuted):  # generate_all_prior_trackers yields before each
-            reuse = old_steps[len(steps)] if len(steps) < len(old_steps) and index < same else None
+            number = len(history.steps)
+            reuse = old_steps[number] if number < len(old_steps) and index < same else None
             if reuse is not None:
-                _, state, turn_was_hidden, last_ml_action_sub_state = reuse
+                _, state, history.turn_was_hidden, history.last_ml_action_sub_state = reuse
                 if state is not None:
                     states.append(state)
             else:
                 before = len(states)
-                step(tr, event.hide_rule_turn)
+                step(tr, event.hide_rule_turn, states)
                 state = states[-1] if len(states) > before else None
-            steps.append((index, state, turn_was_hidden, last_ml_action_sub_state))
+            history.steps.append((index, state, history.turn_was_hidden, history.last_ml_action_sub_state))
         tr.update(event)
-    step(tr, False)  # the tracker after every event
+    history.events = list(applied)
+    # the tracker after every event: its state is not kept (the next event changes it)
+    hidden, last_ml = history.turn_was_hidden, history.last_ml_action_sub_state
+    result = list(states)
+    step(tr, False, result)
+    history.turn_was_hidden, history.last_ml_action_sub_state = hidden, last_ml
     with _lock:
-        _states_cache[key] = (applied, steps)
-        _states_cache.move_to_end(key)
+        _states_cache[key] = history
         while len(_states_cache) > STATES_CACHE_SIZE:
             _states_cache.popitem(last=False)
-    return _copy_states(states)
+    return _copy_states(result)
 
 
 _rasa_endpoint_session: list[Any] = []
@@ -292,6 +326,19 @@ def endpoint_session(self: Any) -> Any:
     return aiohttp.ClientSession(headers=self.headers, auth=auth,
                                  timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
                                  json_serialize=ujson.dumps)
+
+
+_rasa_load_agent_on_start: list[Any] = []
+
+
+async def load_agent_on_start(*args: Any, **kwargs: Any) -> Any:
+    """``rasa.core.run.load_agent_on_start``, then the loaded model's objects are moved out of the
+    garbage collector's way (``gc.freeze``): they live as long as the process, and every full
+    collection walked them all, TensorFlow's graph included."""
+    agent = await _rasa_load_agent_on_start[0](*args, **kwargs)
+    gc.collect()
+    gc.freeze()
+    return agent
 
 
 def install() -> None:
@@ -316,6 +363,11 @@ def install() -> None:
     if not _rasa_resolve_by_type:
         _rasa_resolve_by_type.append(Event.resolve_by_type)
         Event.resolve_by_type = staticmethod(resolve_by_type)
+    from rasa.core import run
+
+    if not _rasa_load_agent_on_start:
+        _rasa_load_agent_on_start.append(run.load_agent_on_start)
+        run.load_agent_on_start = load_agent_on_start
     from rasa.utils.endpoints import EndpointConfig
 
     if not _rasa_endpoint_session:
