@@ -51,9 +51,9 @@ Rasa's process walked TensorFlow's graph and took 0.3–0.8 s.
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import gc
-import json
 import sqlite3
 import threading
 from typing import Any
@@ -67,7 +67,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import QueuePool
 
 _original_validate = jsonschema.validate
-_validators: dict[tuple[str, Any], Any] = {}
+_validators: list[tuple[Any, Any, Any]] = []  # (schema, validator class asked for, validator)
 _lock = threading.Lock()
 
 
@@ -75,17 +75,18 @@ def validate(instance: Any, schema: Any, cls: Any = None, *args: Any, **kwargs: 
     """``jsonschema.validate`` with the schema check and the validator kept per schema."""
     if args or kwargs:
         return _original_validate(instance, schema, cls, *args, **kwargs)
-    try:
-        key = (json.dumps(schema, sort_keys=True), cls)
-    except (TypeError, ValueError):  # not plain JSON: no cache, Rasa's own path
-        return _original_validate(instance, schema, cls)
-    validator = _validators.get(key)
+    validator = None
+    for kept_schema, kept_cls, kept in _validators:  # a few schemas; dict equality is cheap
+        if kept_cls is cls and (kept_schema is schema or kept_schema == schema):
+            validator = kept
+            break
     if validator is None:
+        schema = copy.deepcopy(schema)  # kept: a caller's later change to its own dict is not
         klass = cls or jsonschema.validators.validator_for(schema)
         klass.check_schema(schema)  # raises SchemaError, as jsonschema.validate does
         validator = klass(schema)
         with _lock:
-            _validators[key] = validator
+            _validators.append((schema, cls, validator))
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is not None:
         raise error
@@ -223,6 +224,48 @@ class _History:
     tracker: Any  # the replayed tracker after every event (the one Rasa's generator ends with)
     turn_was_hidden: bool
     last_ml_action_sub_state: Any
+    raw: list[Any] = dataclasses.field(default_factory=list)  # the tracker's events, reverted ones too
+    loop_names: frozenset[str] = frozenset()  # the loops those events activate
+
+
+_kinds: dict[type, str] = {}
+
+
+def _kind(event: Any) -> str:
+    """How ``DialogueStateTracker.applied_events`` treats an event's class (isinstance, kept per class)."""
+    kind = _kinds.get(type(event))
+    if kind is None:
+        from rasa.shared.core import events
+
+        if isinstance(event, (events.Restarted, events.SessionStarted, events.ActionReverted,
+                              events.UserUtteranceReverted)):
+            kind = "rewinds"
+        elif isinstance(event, events.ActiveLoop):
+            kind = "loop"
+        elif isinstance(event, events.ActionExecuted):
+            kind = "action"
+        else:
+            kind = "other"
+        _kinds[type(event)] = kind
+    return kind
+
+
+def _applied_after(kept: _History, raw: list[Any]) -> list[Any] | None:
+    """The applied events of ``raw`` when it is ``kept.raw`` and then events that
+    ``applied_events`` only appends: no restart, session start or revert, no loop not active
+    before, no execution of a loop action (those rewind earlier events). Otherwise None."""
+    if len(raw) < len(kept.raw):
+        return None
+    for old, new in zip(kept.raw, raw):
+        if not _same_event(old, new):
+            return None
+    added = raw[len(kept.raw):]
+    for event in added:
+        kind = _kind(event)
+        if (kind == "rewinds" or (kind == "loop" and event.name and event.name not in kept.loop_names)
+                or (kind == "action" and event.action_name in kept.loop_names)):
+            return None
+    return kept.events + added
 
 
 def states_for_tracker_history(
@@ -246,17 +289,23 @@ def states_for_tracker_history(
     from rasa.shared.core import constants
     from rasa.shared.core.events import ActionExecuted
 
-    applied = tracker.applied_events()
     key = (id(self), tracker.sender_id, tracker.is_rule_tracker, omit_unset_slots, ignore_rule_only_turns,
            repr(rule_only_data))
     with _lock:
         kept = _states_cache.pop(key, None)  # taken: a concurrent call for it starts afresh
-    same = 0
-    if kept is not None:
-        for old, new in zip(kept.events, applied):
-            if not _same_event(old, new):
-                break
-            same += 1
+    raw = list(tracker.events)
+    applied = _applied_after(kept, raw) if kept is not None else None
+    appended = applied is not None  # only events that applied_events appends: the same loops
+    if appended:
+        same = len(kept.events)
+    else:
+        applied = tracker.applied_events()
+        same = 0
+        if kept is not None:
+            for old, new in zip(kept.events, applied):
+                if not _same_event(old, new):
+                    break
+                same += 1
 
     if kept is not None and same == len(kept.events):  # the same history, or a longer one
         history = kept
@@ -302,6 +351,9 @@ def states_for_tracker_history(
             history.steps.append((index, state, history.turn_was_hidden, history.last_ml_action_sub_state))
         tr.update(event)
     history.events = list(applied)
+    if not appended:
+        history.loop_names = frozenset(e.name for e in raw if _kind(e) == "loop" and e.name)
+    history.raw = raw
     # the tracker after every event: its state is not kept (the next event changes it)
     hidden, last_ml = history.turn_was_hidden, history.last_ml_action_sub_state
     result = list(states)
