@@ -388,3 +388,34 @@ def test_every_data_file_cites_its_clinical_source():
     for path in sorted((CONFIG_DIR / "screening").rglob("*.jsonl")):
         head = path.read_text(encoding="utf-8")[:2000]
         assert "CLINICAL.md" in head, path
+
+
+@pytest.mark.parametrize("text", [
+    "i swear i'm gonna kill that lying bastard",
+    "shoot those filthy traitors",
+    "execute them all, every one",
+    "kill all the feminists",
+    "the judge should be arrested and executed",
+    "they ought to be rounded up and shot",
+    "I hope you die",
+    "I hope he gets shot on his way home",
+    "die already you worthless freak",
+    "go die in a hole",
+])
+def test_threats_and_calls_to_kill_in_an_argument_are_harm_to_others(screener, text):
+    """docs/labelling.md: a threat in an online argument, a target named by an insult, and a
+    call to kill a group are `current` harm to others (rules alone)."""
+    result = screener.rules.screen(text)
+    assert result.escalate and "harm_to_others" in result.categories
+
+
+@pytest.mark.parametrize("text", [
+    "I'm going to kill this exam tomorrow",
+    "kill all the lights before you leave",
+    "I don't want you to die",
+    "we should hang out at the lake, all of us",
+    "I just die inside when she sings",
+    "he should be arrested and charged",
+])
+def test_near_misses_of_those_threats_do_not_page(screener, text):
+    assert not screener.rules.screen(text).escalate
