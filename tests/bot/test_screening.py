@@ -419,3 +419,35 @@ def test_threats_and_calls_to_kill_in_an_argument_are_harm_to_others(screener, t
 ])
 def test_near_misses_of_those_threats_do_not_page(screener, text):
     assert not screener.rules.screen(text).escalate
+
+
+@pytest.mark.parametrize("text", [
+    "I went through physical abuse by my grandfather as child.",
+    "My uncle molested me from age 6, and it only stopped when we moved.",
+    "My brother hit me at eleven, I never told my mum.",
+    "I'm about two years out of an abusive marriage.",
+    "My stepmother hit me every week until I moved out.",
+])
+def test_abuse_placed_in_the_writers_past_is_historical(screener, text):
+    """docs/labelling.md `past`: an age ('from age 6', 'at eleven', 'as child'), time counted
+    since it ended ('two years out of'), an end ('until I moved out') make abuse over."""
+    result = screener.rules.screen(text)
+    assert not result.escalate
+    assert result.signals and all(s.historical for s in result.signals)
+
+
+def test_a_general_when_a_clause_is_hypothetical(screener):
+    result = screener.rules.screen("When a teenager gets bullied online the school should act.")
+    assert not result.escalate and result.signals[0].hypothetical
+
+
+@pytest.mark.parametrize("text", [
+    "I can't get out of this abusive marriage",
+    "he hits me at 5 when he gets home",
+    "my stepdad hit me until I left, and he still hits my sister",
+    "When a man raises his voice I freeze because my husband hits me",
+    "he abused me from age 6 and he still does it",
+])
+def test_ongoing_abuse_next_to_those_time_cues_still_pages(screener, text):
+    """Clinical guard: abuse that goes on, a clock time, or a first-person sentence keeps paging."""
+    assert screener.rules.screen(text).escalate
