@@ -196,7 +196,9 @@ class _Arrays:
         self.rule = np.array([s.rule_page for s in scored], dtype=bool)
         self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
         self.any = np.array([s.rule_any for s in scored], dtype=bool)
-        self.hits = np.array([[k in s.rule_ids for k in keys] for s in scored], dtype=bool).reshape(-1, len(keys))
+        # (rows × patterns), also when no rule pattern paged (no columns)
+        self.hits = np.array([[k in s.rule_ids for k in keys] for s in scored],
+                             dtype=bool).reshape(len(scored), len(keys))
         self.y = np.array(risky, dtype=bool)
 
     def rule_pages(self, floors: np.ndarray) -> np.ndarray:
@@ -295,17 +297,25 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     for t in np.unique(v.p)[::-1]:
         if t > page:
             continue
+        # the threshold as written (rounded down to 1e-6): the row scoring t itself stays asked
+        # (rounding to the nearest could put the threshold just above it, and drop the row)
+        t = _floor6(min(float(t), page))
         ok = v.recall(flagged | (v.p >= t)) >= ask_recall
         if g is not None:
             gflagged = g.rule_pages(floors) | g.model_pages(page) | g.rule
             ok = ok and g.recall(gflagged | (g.p >= t)) >= ask_recall
         if ok:
-            ask = float(t)
+            ask = t
             break
     # a floor sits just above the score of the false page it removes: round it up, never down
     # (rounding to the nearest could put it back below that score, and the page back)
-    return {"ask": round(min(ask, page), 6), "page": round(min(page, 1.0), 6),
+    return {"ask": ask, "page": round(min(page, 1.0), 6),
             "rule_floor": {k: math.ceil(float(f) * 1e6) / 1e6 for k, f in zip(keys, floors) if f > 0}}
+
+
+def _floor6(x: float) -> float:
+    """Round down to 1e-6 (thresholds are written with six decimals)."""
+    return math.floor(x * 1e6) / 1e6
 
 
 def _rate(n: int, d: int) -> float | None:
