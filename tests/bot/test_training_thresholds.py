@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.screening.training import ASK_RECALL, Scored, choose_thresholds, tier_of
+from bot.screening.training import ASK_RECALL, Scored, ask_for_screen, choose_thresholds, tier_of
 
 
 def _row(p: float) -> Scored:
@@ -43,3 +43,20 @@ def test_ask_threshold_as_written_keeps_the_promised_recall(edge):
 def test_threshold_search_is_deterministic():
     scored, risky = _split(0.2273127)
     assert choose_thresholds(scored, risky) == choose_thresholds(scored, risky)
+
+
+def test_ask_is_lowered_from_the_screens_misses_until_the_recall_holds():
+    # 200 risky rows as the real screen read them: 196 paged or asked, 4 missed
+    flagged = [("page", 0.9)] * 100 + [("ask", 0.5)] * 96
+    missed = [("none", 0.2273127), ("none", 0.21), ("none", 0.1), ("none", 0.05)]
+    results = flagged + missed
+    ask = ask_for_screen(0.227313, results)
+    # 198/200 = 0.99 needs the two highest misses asked: ask one step under the second
+    assert ask == 0.209999
+    assert sum(t != "none" or p >= ask for t, p in results) / len(results) >= ASK_RECALL
+    assert sum(t != "none" or p >= ask + 1e-5 for t, p in results) / len(results) < ASK_RECALL
+
+
+def test_ask_stays_when_the_screen_already_keeps_the_recall():
+    results = [("page", 0.9)] * 99 + [("none", 0.1)]
+    assert ask_for_screen(0.3, results) == 0.3
