@@ -89,6 +89,10 @@ class Bench:
         self.store = store
         self.next_chat = 10_000
 
+    def sends_total(self) -> int:
+        """Every sendMessage so far (replies, cards, alerts): Telegram allows a bot about 30 a second."""
+        return sum(1 for calls in list(self.api.by_chat.values()) for c in calls if c.method == "sendMessage")
+
     def sends_to(self, chat: int) -> list:
         # the fake API indexes its calls by chat: waiting costs the gateway (same process) little
         return [c for c in self.api.by_chat.get(str(chat), ()) if c.method == "sendMessage"]
@@ -130,6 +134,7 @@ class Bench:
         base = self.next_chat + 1
         self.next_chat += chats
         risky_expected = 0
+        sends_before = self.sends_total()
         start = time.monotonic()
         pushed = []
         for i in range(per_chat):
@@ -145,6 +150,7 @@ class Bench:
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
         ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
+        sends = self.sends_total() - sends_before
         probes.cancel()
         await asyncio.gather(probes, return_exceptions=True)
         probe_chats = [chat for chat, _, _ in probe_pushes]
@@ -163,7 +169,8 @@ class Bench:
         return {"messages": len(ids), "seconds": elapsed, "per_second": len(ids) / elapsed,
                 "stored": stored[0], "stored_distinct": stored[1], "chats_answered": answered,
                 "chats": chats, "positives": screened_positive, "alerted": alerted,
-                "risky_sent": risky_expected, "cards_under_load": cards_under_load}
+                "risky_sent": risky_expected, "cards_under_load": cards_under_load,
+                "sends": sends, "sends_per_second": sends / elapsed}
 
     async def paced(self, rate: float, seconds: float, chats: int, risky_share: float) -> dict:
         """Messages arriving at ``rate`` a second (not all at once) over ``chats`` chats: does the
@@ -267,7 +274,8 @@ async def drive(api: FakeBotApi, store: Store, quick: bool) -> str:
     t = await bench.throughput(50, 4 if quick else 40, 0.2)
     lines.append(
         f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
-        f" = {t['per_second']:.1f} messages/s")
+        f" = {t['per_second']:.1f} messages/s; the bot sent {t['sends']} messages"
+        f" ({t['sends_per_second']:.1f} a second: replies, cards and staff alerts)")
     if t["cards_under_load"]:
         lines.append(f"  during it, risky message from a new chat → hotline card: {summary(t['cards_under_load'])}")
     lines.append(
