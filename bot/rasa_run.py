@@ -161,9 +161,11 @@ async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions
     return None
 
 
-# The dialogue states of each conversation, kept between predictions: (states' flags, sender) →
-# (the applied events they were computed from, one step per ActionExecuted among them).
+# What states_for_tracker_history keeps of each conversation between predictions, by
+# (sender, tracker kind, the states' flags), for one domain at a time (_states_domain: a model
+# loaded in its place starts afresh).
 _states_cache: "collections.OrderedDict[tuple[Any, ...], _History]" = collections.OrderedDict()
+_states_domain: list[Any] = []
 STATES_CACHE_SIZE = 600  # about 200 conversations × the two policies' sets of flags
 _rasa_states_for_tracker_history: list[Any] = []
 
@@ -289,9 +291,12 @@ def states_for_tracker_history(
     from rasa.shared.core import constants
     from rasa.shared.core.events import ActionExecuted
 
-    key = (id(self), tracker.sender_id, tracker.is_rule_tracker, omit_unset_slots, ignore_rule_only_turns,
+    key = (tracker.sender_id, tracker.is_rule_tracker, omit_unset_slots, ignore_rule_only_turns,
            repr(rule_only_data))
     with _lock:
+        if not _states_domain or _states_domain[0] is not self:
+            _states_cache.clear()
+            _states_domain[:] = [self]
         kept = _states_cache.pop(key, None)  # taken: a concurrent call for it starts afresh
     raw = list(tracker.events)
     applied = _applied_after(kept, raw) if kept is not None else None
@@ -360,6 +365,8 @@ def states_for_tracker_history(
     step(tr, False, result)
     history.turn_was_hidden, history.last_ml_action_sub_state = hidden, last_ml
     with _lock:
+        if _states_domain and _states_domain[0] is not self:
+            return _copy_states(result)  # another model was loaded meanwhile: not kept
         _states_cache[key] = history
         while len(_states_cache) > STATES_CACHE_SIZE:
             _states_cache.popitem(last=False)

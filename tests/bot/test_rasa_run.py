@@ -258,7 +258,7 @@ def test_the_kept_states_are_bounded(story_trackers, monkeypatch):
         tracker = DialogueStateTracker.from_events(f"chat-{number}", list(trackers[0].events), domain.slots)
         rasa_run.states_for_tracker_history(domain, tracker)
     assert len(rasa_run._states_cache) == 5
-    assert all(key[1].startswith("chat-1") for key in rasa_run._states_cache)
+    assert all(key[0].startswith("chat-1") for key in rasa_run._states_cache)
 
 
 def test_the_launcher_keeps_the_states_of_each_history(launcher):
@@ -329,3 +329,21 @@ def test_the_loaded_model_is_kept_out_of_the_garbage_collectors_way(launcher, mo
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_kept_states_start_afresh_with_another_model(story_trackers, monkeypatch):
+    """A model loaded in place of the running one (another domain) never gets the states kept for
+    the old one, even for the same conversation and events."""
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain, trackers = story_trackers
+    monkeypatch.setattr(rasa_run, "_states_cache", rasa_run.collections.OrderedDict())
+    monkeypatch.setattr(rasa_run, "_states_domain", [])
+    story = next(t for t in trackers if not t.is_rule_tracker)
+    tracker = DialogueStateTracker.from_events("chat", list(story.events), domain.slots)
+    rasa_run.states_for_tracker_history(domain, tracker)
+    assert len(rasa_run._states_cache) == 1
+    other = Domain.from_dict(domain.as_dict())
+    assert rasa_run.states_for_tracker_history(other, tracker) == Domain.states_for_tracker_history(other, tracker)
+    assert rasa_run._states_domain == [other] and len(rasa_run._states_cache) == 1
