@@ -7,8 +7,10 @@
 3. all-MiniLM-L6-v2 fine-tuned end to end (``scripts/finetune_minilm.py``, its probabilities
    read from ``var/finetuned-probs.json``; skipped when absent).
 
-Each is combined with the rules exactly as the screener does: thresholds (rule floor, page,
-ask) chosen on the validation split, figures reported on the test split. Writes
+Each is combined with the rules as the screener does: thresholds (rule floor, page, ask)
+chosen on the validation split, figures reported on the test split. The screener's page model
+(``bot.screening.stack``) is not refitted for each reader: here each reader's own risk score
+stands in for the page model's probability, so the readers are compared on equal terms. Writes
 ``docs/model-comparison.md``. Run after ``triage train-screener`` (which writes
 ``var/labelled-splits.jsonl``).
 
@@ -114,7 +116,7 @@ def main() -> int:
         "",
         "Written by `scripts/compare_models.py`. Same rows and splits for every model "
         f"(train {len(split['train'])}, validation {len(split['validation'])}, test {len(split['test'])}); "
-        "each model is combined with the rules as the screener does, its thresholds chosen on validation, "
+        "each model is combined with the rules as the screener does (its own risk score standing in for the page model's probability), its thresholds chosen on validation, "
         "its figures measured on test. `risk` is the mean of the risk head and the highest category head. "
         "The tiers here are chosen on validation alone; the committed model's card adds the dev set as a "
         "guard (its explicit sentences must keep paging), which changes the operating point.",
@@ -130,6 +132,9 @@ def main() -> int:
         y = {s: targets(split[s]) for s in ("validation", "test")}
         scored = {s: score_rows(rules, [r["text"] for r in split[s]], np.column_stack([risk[s], probs[s][:, 1:]]))
                   for s in ("validation", "test")}
+        for rows in scored.values():
+            for x in rows:
+                x.page = x.probs["risk"]  # the reader's score in place of the page model (docstring)
         t = choose_thresholds(scored["validation"], [r["risky"] for r in split["validation"]])
         rep = tier_report([tier_of(x, t) for x in scored["test"]], [r["risky"] for r in split["test"]])["all"]
         lines.append(f"| {name} | {auc(y['validation']['risk'], risk['validation']):.3f} | "

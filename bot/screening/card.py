@@ -51,7 +51,7 @@ def _frozen_lines(ev: dict[str, Any]) -> list[str]:
         "- **Why this model and not the fine-tuned one**: fine-tuning all-MiniLM-L6-v2 end to end "
         "(`scripts/finetune_minilm.py`, 3 epochs, about 45 minutes here) measured better on the stance-labelled "
         "test split (`docs/model-comparison.md`; with the same tier selection and dev-set guard, measured "
-        "before the respelling of issue 14: AUC 0.901, page recall 0.581, pages on `none` 0.117, ask-or-page "
+        "before the respelling of issue 14 and the page model: AUC 0.901, page recall 0.581, pages on `none` 0.117, ask-or-page "
         "on `none` 0.613, against "
         f"{_f(ev['test']['auc_risk'])} / {_f(ev['test']['all']['page_recall'])} / "
         f"{_f(ev['test']['all']['page_on_none'])} / {_f(ev['test']['all']['page_or_ask_on_none'])} "
@@ -78,6 +78,14 @@ def _finetuned_lines(ev: dict[str, Any]) -> list[str]:
     ]
 
 
+def _page_model_params(ev: dict[str, Any]) -> str:
+    p = ev.get("page_model") or {}
+    if not p:
+        return "settings not recorded"
+    return (f"{p['max_iter']} trees of at most {p['max_leaf_nodes']} leaves, learning rate {p['learning_rate']}, "
+            f"validation AUC {p['validation_auc']:.3f}")
+
+
 def write_card(path: Path, ev: dict[str, Any]) -> None:
     """Render the card; every figure comes from ``ev`` (evaluation.json)."""
     t = ev["thresholds"]
@@ -99,21 +107,31 @@ def write_card(path: Path, ev: dict[str, Any]) -> None:
         "was tried and lowered validation AUC, 0.871 → 0.867: not used.)",
         "- **Risk score**: the mean of the `risk` head and the highest category head (one linear head reads the "
         "union of unlike categories worse).",
+        "- **Page model** (`page_model.json`, `bot/screening/stack.py`): gradient-boosted trees "
+        f"({_page_model_params(ev)}) that read the heads' scores with the rules' result — which categories "
+        "escalated or matched, the rules' context flags, imminence, length, and how the message is told "
+        "(shares of past-tense and present-tense words, first and second person, a question) — and give one "
+        "probability that the message is risky. Fitted on the training split, each training row read by "
+        "heads fitted on the other folds (out of fold), so that it does not trust scores the heads fitted "
+        "on the same rows; settings chosen on validation AUC. It decides which rule signals and which "
+        "model-only readings page; it never demotes an imminent or explicit rule signal.",
         "",
         "## Tiers and thresholds (chosen on the validation split)",
         "",
-        f"- `page`: an explicit rule signal (see the floors below), or model risk ≥ **{t['page']:.4f}** on a "
-        "message where the rules found no cue (a cue the rules read as negated, hypothetical, figurative or "
-        "reported is never paged by the model: it asks at most). Floors and threshold are chosen together on "
-        "validation for the best page recall with pages on `none` ≤ 0.035 (relaxed step by step only if "
-        "impossible), while the project's dev set (tests/data/dev_set.jsonl, our own sentences: unit tests, "
-        "not evidence) keeps its gates: page recall ≥ 0.98 and pages on `none` ≤ 0.045.",
-        f"- `ask`: model risk ≥ **{t['ask']:.4f}** and below the page threshold "
+        "- `page`: an imminent or explicit rule signal (always); an escalating rule signal whose page-model "
+        "probability reaches a floor of one of its patterns (see below); or a page-model probability ≥ "
+        f"**{t['page']:.4f}** on a message where the rules found no cue (a cue the rules read as negated, "
+        "hypothetical, figurative or reported is never paged by the model: it asks at most). Floors and "
+        "threshold are chosen together on validation for the best page recall with pages on `none` ≤ 0.035 "
+        "(relaxed step by step only if impossible), while the project's dev set (tests/data/dev_set.jsonl, our "
+        "own sentences: unit tests, not evidence) keeps its gates: page recall ≥ 0.98 and pages on `none` ≤ 0.045.",
+        f"- `ask`: model risk ≥ **{t['ask']:.4f}**, or an escalating rule signal below its floors "
         "(the highest threshold, as written to six decimals, keeping page-or-ask recall ≥ 0.99 on validation as "
         "the screen itself decides: training screens validation's risky rows with the real screen and lowers it "
         "if need be).",
-        "- `rule_floor` per rule pattern (an explicit, non-imminent rule signal pages only when the model's risk "
-        "reaches the floor of one of the patterns that matched; below, it asks; patterns not listed always page): "
+        "- `rule_floor` per rule pattern (an explicit, non-imminent rule signal pages only when the page model's "
+        "probability reaches the floor of one of the patterns that matched; below, it asks; patterns not listed "
+        "always page): "
         + (", ".join(f"`{c}` {v:.4f}" for c, v in t.get("rule_floor", {}).items()) or "none") + ".",
         "- `none`: otherwise.",
         "",

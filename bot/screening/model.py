@@ -203,6 +203,13 @@ class RiskModel:
         self.category_threshold = float(obj.get("category_threshold", 0.5))
         self.version: str = obj.get("version", "")
         self.kind: str = obj.get("kind", "frozen")
+        # the page model (bot.screening.stack): which explicit or model-read risks page
+        from bot.screening.stack import PageModel
+
+        page_path = model_dir / "page_model.json"
+        if not page_path.exists():
+            raise ModelUnavailable(f"{page_path}: page model missing (run `triage train-screener`)")
+        self.page_model = PageModel.load(page_path)
         self.outputs: tuple[str, ...] = tuple(obj.get("outputs") or obj["head"]["outputs"])
         if self.kind == "finetuned":
             # all-MiniLM-L6-v2 fine-tuned end to end, exported with its head as int8 ONNX

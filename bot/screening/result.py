@@ -87,7 +87,7 @@ class ScreeningResult:
     signals: list[Signal] = field(default_factory=list)
     priority: str | None = None
     tier: str = "none"  # "page" | "ask" | "none"
-    scores: dict[str, float] | None = None  # the model's probabilities: "risk" and per category
+    scores: dict[str, float] | None = None  # the model's probabilities: "risk", per category, "page" when read
     ask_categories: list[str] = field(default_factory=list)  # what the "ask" tier asks about
     reason: str | None = None  # one line for the clinician: why this tier
 

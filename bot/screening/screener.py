@@ -2,17 +2,21 @@
 
 ARCHITECTURE.md "Risk model": the rules (:mod:`bot.screening.rules`) find explicit cues with
 evidence spans and context; the model (:mod:`bot.screening.model`) scores what no rule names.
-The decision:
+The decision (the page model, :mod:`bot.screening.stack`, reads the rules' result and the
+model's scores together and gives one probability that the message is risky):
 
-- ``page`` — an escalating rule signal (explicit risk; a pattern marked ``explicit``, the ASQ's
-  own words, always pages), or a model risk score at or above the
-  page threshold. ``escalate`` is true: card, alert, crisis flow.
-- ``ask`` — the model is unsure (score between the ask and page thresholds), or an explicit
-  rule signal that is not imminent and that the model reads as unlikely: below the
-  ``rule_floor`` of every pattern that matched (floors per pattern, chosen on validation
-  for the patterns whose pages on real text are often not risk — topic words such as
-  "abusive" in an advice column — while the dev set's explicit sentences still page). The client gets the card and one direct question; a
-  clinician sees a non-paging entry on the case queue; a yes or a refusal becomes a page.
+- ``page`` — an imminent or explicit rule signal (a pattern marked ``explicit``, the ASQ's own
+  words, always pages whatever the model reads); an escalating rule signal whose page-model
+  probability reaches the ``rule_floor`` of one of its patterns (floors per pattern, chosen on
+  validation for the patterns whose pages on real text are often not risk — topic words such as
+  "abusive" in an advice column — while the dev set's explicit sentences still page; a pattern
+  without a floor always pages); or, where the rules found no cue at all, a page-model
+  probability at or above the page threshold. ``escalate`` is true: card, alert, crisis flow.
+- ``ask`` — an escalating rule signal below its floors, or a model risk score at or above the
+  ask threshold. The client gets the card and one direct question; a clinician sees a
+  non-paging entry on the case queue; a yes or a refusal becomes a page. A cue the rules read
+  as negated, hypothetical, figurative, reported or past is never paged by the model: it asks
+  at most.
 - ``none``.
 
 The thresholds come from ``config/screening/model/head.json``, chosen on validation data by
@@ -31,12 +35,13 @@ from typing import Any
 from bot.screening.model import ModelScore, RiskModel
 from bot.screening.result import CATEGORIES, ScreeningResult, Signal
 from bot.screening.rules import RuleScreener
+from bot.screening.stack import features as page_features
 
 log = logging.getLogger(__name__)
 
-MODEL_REASON = "The risk model read this message as risky (score {score:.2f}); no explicit rule matched."
+MODEL_REASON = "The risk model read this message as risky (page score {score:.2f}); no explicit rule matched."
 ASK_REASON = "The screen is unsure (model score {score:.2f}): the client was asked directly."
-DEMOTED_REASON = ("An explicit cue matched but the model reads it as unlikely (score {score:.2f}): "
+DEMOTED_REASON = ("An explicit cue matched but the model reads it as unlikely (page score {score:.2f}): "
                   "the client was asked directly.")
 
 
@@ -88,23 +93,27 @@ class Screener:
         assert self.model is not None
         t = self.model.thresholds
         scores = {"risk": score.risk, **score.scores}
-        if ruled.escalate:
-            imminent = any(s.imminent for s in ruled.signals if s.escalates)
-            floors = t.get("rule_floor", {})
-            rules = {s.rule for s in ruled.signals if s.escalates}
-            explicit = bool(rules & self.rules.explicit)
-            if rules and not imminent and not explicit and all(score.risk < floors.get(r, 0.0) for r in rules):
-                return replace(ruled, escalate=False, tier="ask", priority=None, categories=[],
-                               ask_categories=list(ruled.categories), scores=scores,
-                               reason=DEMOTED_REASON.format(score=score.risk))
+        rules = {s.rule for s in ruled.signals if s.escalates}
+        if ruled.escalate and (not rules or rules & self.rules.explicit
+                               or any(s.imminent for s in ruled.signals if s.escalates)):
             return replace(ruled, tier="page", scores=scores)
-        if score.risk >= t["page"] and not ruled.signals:
+        if ruled.escalate or not ruled.signals:
+            p = self.model.page_model.probability(page_features(ruled, score.risk, score.scores, text))
+            scores["page"] = p
+        if ruled.escalate:
+            floors = t.get("rule_floor", {})
+            if any(p >= floors.get(r, 0.0) for r in rules):
+                return replace(ruled, tier="page", scores=scores)
+            return replace(ruled, escalate=False, tier="ask", priority=None, categories=[],
+                           ask_categories=list(ruled.categories), scores=scores,
+                           reason=DEMOTED_REASON.format(score=p))
+        if not ruled.signals and p >= t["page"]:
             categories = self.model.categories(score)
-            signals = [*ruled.signals, *self._model_signals(text, categories, score)]
+            signals = self._model_signals(text, categories, score)
             priority = "routine" if set(categories) <= {"third_party_concern"} else "urgent"
             ordered = [c for c in CATEGORIES if c in categories]
             return replace(ruled, escalate=True, tier="page", categories=ordered, signals=signals,
-                           priority=priority, scores=scores, reason=MODEL_REASON.format(score=score.risk))
+                           priority=priority, scores=scores, reason=MODEL_REASON.format(score=p))
         if score.risk >= t["ask"]:
             categories = [c for c in CATEGORIES if c in self.model.categories(score)]
             return replace(ruled, tier="ask", scores=scores, ask_categories=categories,

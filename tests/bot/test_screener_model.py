@@ -48,9 +48,7 @@ def test_a_model_only_page_carries_a_model_signal_with_its_sentence():
     s = Screener()
     text = "The weather was grey all week. There is nothing left for me here and I am ready now. See you."
     assert s.rules.screen(text).signals == []  # nothing a rule names: the model alone decides
-    real = s.model.score(text)
-    forced = ModelScore(risk=min(1.0, s.thresholds["page"] + 1e-6), scores=real.scores, window=0)
-    s.model.score = lambda _: forced  # type: ignore[method-assign]
+    _with_page(s, s.thresholds["page"])
     result = s.screen(text)
     assert result.tier == "page" and result.escalate and result.categories
     assert result.priority in ("routine", "urgent") and "risk model" in result.reason
@@ -71,31 +69,53 @@ def _with_score(screener: Screener, risk: float) -> Screener:
     return screener
 
 
+def _with_page(screener: Screener, p: float) -> Screener:
+    """Fix what the page model reads (bot.screening.stack), whatever the message."""
+    screener.model.page_model.probability = lambda features: p  # type: ignore[method-assign]
+    return screener
+
+
 def test_tiers_follow_the_thresholds():
     s = Screener()
     t = s.thresholds
     text = "some words with no rule cue"
-    assert _with_score(s, min(1.0, t["page"] + 1e-6)).screen(text).tier == "page"
-    assert _with_score(s, (t["ask"] + t["page"]) / 2).screen(text).tier == "ask"
+    assert s.rules.screen(text).signals == []
+    # page: the page model reaches its threshold on a message no rule names
+    assert _with_page(_with_score(s, t["ask"]), t["page"]).screen(text).tier == "page"
+    below = _with_page(s, max(0.0, t["page"] - 1e-6))
+    assert below.screen(text).tier == "ask"  # model risk at the ask threshold asks
     ask = s.screen(text)
     assert not ask.escalate and ask.categories == [] and ask.ask_categories == ["self_harm"]
     assert _with_score(s, max(0.0, t["ask"] - 1e-6)).screen(text).tier == "none"
+    # the page model's probability is in the result's scores, for the clinician and the review
+    assert ask.scores["page"] == pytest.approx(t["page"] - 1e-6)
 
 
-def test_an_explicit_rule_signal_pages_unless_the_model_reads_it_as_unlikely():
+def test_the_real_page_model_reads_the_rules_and_the_model_together():
+    """Without patches: a disclosure the rules name, in the present, pages; the same topic told
+    as a news report does not page (it may ask)."""
+    s = Screener()
+    page = s.screen("My husband hits me every night and I am scared to go home")
+    assert page.tier == "page" and page.escalate and "being_harmed" in page.categories
+    assert 0.0 <= page.scores["risk"] <= 1.0
+    news = s.screen("The report says domestic violence calls rose by a fifth in the city last year.")
+    assert news.tier != "page" and not news.escalate
+
+
+def test_an_explicit_rule_signal_pages_unless_the_page_model_reads_it_as_unlikely():
     s = Screener()
     text = "my boyfriend is abusive"
     rules = {sig.rule for sig in s.rules.screen(text).signals if sig.escalates}
     assert rules and not rules & s.rules.explicit
     s.model.thresholds = {**s.thresholds, "rule_floor": {r: 0.5 for r in rules}}
-    assert _with_score(s, 0.51).screen(text).tier == "page"
-    low = _with_score(s, 0.2).screen(text)
+    assert _with_page(s, 0.51).screen(text).tier == "page"
+    low = _with_page(s, 0.2).screen(text)
     assert low.tier == "ask" and low.ask_categories == ["being_harmed"] and not low.escalate
     assert "explicit cue" in low.reason
     # imminence always pages, whatever the model says
     imminent = "I'm going to kill myself tonight"
     s.model.thresholds["rule_floor"].update({sig.rule: 0.9 for sig in s.rules.screen(imminent).signals})
-    assert _with_score(s, 0.0).screen(imminent).tier == "page"
+    assert _with_page(_with_score(s, 0.0), 0.0).screen(imminent).tier == "page"
 
 
 def test_the_asqs_own_words_always_page_whatever_the_model_reads():
@@ -107,7 +127,7 @@ def test_the_asqs_own_words_always_page_whatever_the_model_reads():
         rules = {sig.rule for sig in s.rules.screen(text).signals if sig.escalates}
         assert rules & s.rules.explicit, text
         s.model.thresholds = {**s.thresholds, "rule_floor": {r: 0.99 for r in rules}}
-        result = _with_score(s, 0.01).screen(text)
+        result = _with_page(_with_score(s, 0.01), 0.01).screen(text)
         assert result.tier == "page" and result.escalate and "self_harm" in result.categories, text
 
 

@@ -12,7 +12,8 @@ from bot.screening.training import ASK_RECALL, Scored, ask_for_screen, choose_th
 
 
 def _row(p: float) -> Scored:
-    return Scored(rule_page=False, rule_imminent=False, probs={"risk": p})
+    # the page model reads these rows as the heads do (the page threshold applies to it)
+    return Scored(rule_page=False, rule_imminent=False, probs={"risk": p}, page=p)
 
 
 def _split(edge: float) -> tuple[list[Scored], list[bool]]:
@@ -38,6 +39,20 @@ def test_ask_threshold_as_written_keeps_the_promised_recall(edge):
     assert _recall(scored, risky, t) >= ASK_RECALL
     # still the highest such threshold: one step of 1e-6 up loses the row
     assert _recall(scored, risky, {**t, "ask": t["ask"] + 2e-6}) < ASK_RECALL
+
+
+def test_the_page_threshold_keeps_pages_on_none_within_the_budget():
+    # risky rows overlapping the `none` rows' scores: recall is bought with false pages
+    risky = [0.3 + 0.005 * i for i in range(100)]  # 0.3 … 0.795
+    none = [0.0025 * i for i in range(200)]  # 0 … 0.4975
+    scored = [_row(p) for p in risky + none]
+    labels = [True] * 100 + [False] * 200
+    t = choose_thresholds(scored, labels)
+    tiers = [tier_of(s, t) for s in scored]
+    assert sum(x == "page" for x, r in zip(tiers, labels) if not r) <= int(0.035 * 200)
+    paged = sum(x == "page" for x, r in zip(tiers, labels) if r)
+    # the budget is used: every risky row above the 7th highest `none` score pages
+    assert paged >= sum(p > none[-7] for p in risky)
 
 
 def test_threshold_search_is_deterministic():
