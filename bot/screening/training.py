@@ -268,33 +268,30 @@ class _Arrays:
 
 
 def _fit_floors(v: _Arrays, page: float, budget: int, guard: _Arrays | None, guard_recall: float) -> np.ndarray | None:
-    """Greedy per-pattern rule floors: raise, one step at a time, the floor that removes false
-    pages at the lowest cost in true pages — never below ``guard_recall`` on the guard set —
+    """Greedy per-pattern rule floors: demote, one step at a time, the false page that costs
+    least in true pages per false page removed — never below ``guard_recall`` on the guard set —
     until the false pages (rules plus model pages) fit in ``budget``. None when they cannot.
 
-    A step raises one pattern's floor just above the score of the next false page it carries,
-    so the search is linear in the number of false pages."""
+    A step demotes one false page: it raises the floor of every pattern that pages that row
+    to just above the row's score (a row two patterns page needs both raised: one at a time,
+    neither step would remove it), taking with it every other row those floors now demote."""
     floors = np.zeros(v.hits.shape[1])
-    blocked = np.zeros(v.hits.shape[1], dtype=bool)  # the guard set stops this pattern
+    blocked = np.zeros(len(v.y), dtype=bool)  # demoting this row would cost the guard set its recall
     extra = v.model_pages(page)
     guard_extra = guard.model_pages(page) if guard is not None else None
     current = v.rule_pages(floors) | extra
     while int((current & ~v.y).sum()) > budget:
         best = None
-        false_pages = current & ~v.y & v.rule & ~v.imminent & ~extra
-        for c in np.flatnonzero(v.hits[false_pages].any(axis=0) & ~blocked):
-            scores = v.p[false_pages & v.hits[:, c] & (v.p >= floors[c])]
-            if not len(scores):
-                continue
+        for r in np.flatnonzero(current & ~v.y & v.rule & ~v.imminent & ~extra & ~blocked):
             trial = floors.copy()
-            trial[c] = float(scores.min()) + 1e-9
+            cols = v.hits[r]
+            trial[cols] = np.maximum(trial[cols], float(v.p[r]) + 1e-9)
             after = v.rule_pages(trial) | extra
             fp_drop = int((current & ~v.y).sum() - (after & ~v.y).sum())
             if fp_drop <= 0:
-                # another pattern still pages these rows: try the pattern's next false page later
                 continue
             if guard is not None and guard.recall(guard.rule_pages(trial) | guard_extra) < guard_recall:
-                blocked[c] = True
+                blocked[r] = True
                 continue
             tp_loss = int((current & v.y).sum() - (after & v.y).sum())
             if best is None or tp_loss / fp_drop < best[0] - 1e-12:

@@ -75,3 +75,20 @@ def test_ask_is_lowered_from_the_screens_misses_until_the_recall_holds():
 def test_ask_stays_when_the_screen_already_keeps_the_recall():
     results = [("page", 0.9)] * 99 + [("none", 0.1)]
     assert ask_for_screen(0.3, results) == 0.3
+
+
+def test_a_false_page_two_patterns_share_is_demoted_by_raising_both_floors():
+    """A `none` row that two patterns page needs both floors raised: raising either alone
+    removes nothing, and the search must not stop there."""
+    def rule_row(page: float, ids: tuple[str, ...]) -> Scored:
+        return Scored(rule_page=True, rule_imminent=False, probs={"risk": page}, rule_ids=ids,
+                      rule_any=True, page=page)
+
+    risky = [rule_row(0.9, ("a",)) for _ in range(50)] + [_row(0.95) for _ in range(50)]
+    none = [rule_row(0.3, ("a", "b")) for _ in range(5)] + [_row(0.0) for _ in range(95)]
+    scored, labels = risky + none, [True] * 100 + [False] * 100
+    t = choose_thresholds(scored, labels)
+    tiers = [tier_of(s, t) for s in scored]
+    assert sum(x == "page" for x, r in zip(tiers, labels) if not r) <= int(0.035 * 100)
+    assert all(x == "page" for x, r in zip(tiers, labels) if r)
+    assert t["rule_floor"]["a"] > 0.3 and t["rule_floor"]["b"] > 0.3
