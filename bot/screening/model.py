@@ -209,7 +209,10 @@ class RiskModel:
         page_path = model_dir / "page_model.json"
         if not page_path.exists():
             raise ModelUnavailable(f"{page_path}: page model missing (run `triage train-screener`)")
-        self.page_model = PageModel.load(page_path)
+        try:
+            self.page_model = PageModel.load(page_path)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelUnavailable(f"{page_path}: {exc}") from exc
         self.outputs: tuple[str, ...] = tuple(obj.get("outputs") or obj["head"]["outputs"])
         if self.kind == "finetuned":
             # all-MiniLM-L6-v2 fine-tuned end to end, exported with its head as int8 ONNX

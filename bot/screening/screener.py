@@ -75,11 +75,10 @@ class Screener:
         if self.model is None or not isinstance(text, str) or not text.strip():
             return ruled
         try:
-            score = self.model.score(text)
+            return self.decide(text, ruled, self.model.score(text))
         except Exception as exc:  # noqa: BLE001 - a broken model must not silence the rules
             log.error("the risk model failed (%s); the rules decide this message", type(exc).__name__)
             return ruled
-        return self.decide(text, ruled, score)
 
     def _screen(self, text: str) -> ScreeningResult:
         """Screen without the safety net (tests: a defect in either reader must surface here)."""

@@ -140,3 +140,34 @@ def test_a_broken_model_leaves_the_rules_in_charge():
     s.model.score = broken  # type: ignore[method-assign]
     assert s.screen("I want to kill myself").tier == "page"
     assert s.screen("hello").tier == "none"
+
+
+def test_a_broken_page_model_leaves_the_rules_in_charge():
+    s = Screener()
+
+    def broken(features):
+        raise FloatingPointError("a corrupt tree")
+
+    s.model.page_model.probability = broken  # type: ignore[method-assign]
+    result = s.screen("my boyfriend is abusive")  # a rule signal the page model would read
+    assert result.tier == "page" and result.escalate
+    assert s.screen("hello").tier == "none"
+
+
+def test_a_page_model_for_other_features_does_not_load(tmp_path):
+    import json
+    import shutil
+
+    from bot.screening.model import ModelUnavailable, RiskModel
+    from bot.screening.screener import default_model_dir
+
+    for name in ("head.json", "tokenizer.json", "page_model.json"):
+        shutil.copy(default_model_dir() / name, tmp_path / name)
+    obj = json.loads((tmp_path / "page_model.json").read_text())
+    obj["features"] = obj["features"][:-1]
+    (tmp_path / "page_model.json").write_text(json.dumps(obj))
+    with pytest.raises(ModelUnavailable, match="retrain"):
+        RiskModel(tmp_path)
+    (tmp_path / "page_model.json").unlink()
+    with pytest.raises(ModelUnavailable, match="page model missing"):
+        RiskModel(tmp_path)
