@@ -120,7 +120,10 @@ def write_card(path: Path, ev: dict[str, Any]) -> None:
         "",
         "- `page`: an imminent or explicit rule signal (always); an escalating rule signal whose page-model "
         "probability reaches a floor of one of its patterns (see below); or a page-model probability ≥ "
-        f"**{t['page']:.4f}** on a message where the rules found no cue (a cue the rules read as negated, "
+        f"**{t['page']:.4f}** on a message where the rules found no cue, or there a model risk ≥ "
+        f"**{t.get('risk_page', 2.0):.4f}** whatever the page model reads (above every `none` message "
+        "without a rule cue of validation and of the dev set: the model's most confident readings) "
+        "(a cue the rules read as negated, "
         "hypothetical, figurative or reported is never paged by the model: it asks at most). Floors and "
         "threshold are chosen together on validation for the best page recall with pages on `none` ≤ 0.035 "
         "(relaxed step by step only if impossible), while the project's dev set (tests/data/dev_set.jsonl, our "

@@ -11,7 +11,9 @@ model's scores together and gives one probability that the message is risky):
   validation for the patterns whose pages on real text are often not risk — topic words such as
   "abusive" in an advice column — while the dev set's explicit sentences still page; a pattern
   without a floor always pages); or, where the rules found no cue at all, a page-model
-  probability at or above the page threshold. ``escalate`` is true: card, alert, crisis flow.
+  probability at or above the page threshold, or a model risk at or above ``risk_page`` (above
+  every non-risk message of validation and of the dev set: the model's most confident readings
+  page whatever the page model reads). ``escalate`` is true: card, alert, crisis flow.
 - ``ask`` — an escalating rule signal below its floors, or a model risk score at or above the
   ask threshold. The client gets the card and one direct question; a clinician sees a
   non-paging entry on the case queue; a yes or a refusal becomes a page. A cue the rules read
@@ -39,7 +41,8 @@ from bot.screening.stack import features as page_features
 
 log = logging.getLogger(__name__)
 
-MODEL_REASON = "The risk model read this message as risky (page score {score:.2f}); no explicit rule matched."
+MODEL_REASON = ("The risk model read this message as risky (score {risk:.2f}, page score {score:.2f}); "
+                "no explicit rule matched.")
 ASK_REASON = "The screen is unsure (model score {score:.2f}): the client was asked directly."
 DEMOTED_REASON = ("An explicit cue matched but the model reads it as unlikely (page score {score:.2f}): "
                   "the client was asked directly.")
@@ -106,13 +109,13 @@ class Screener:
             return replace(ruled, escalate=False, tier="ask", priority=None, categories=[],
                            ask_categories=list(ruled.categories), scores=scores,
                            reason=DEMOTED_REASON.format(score=p))
-        if not ruled.signals and p >= t["page"]:
+        if not ruled.signals and (p >= t["page"] or score.risk >= t.get("risk_page", 2.0)):
             categories = self.model.categories(score)
             signals = self._model_signals(text, categories, score)
             priority = "routine" if set(categories) <= {"third_party_concern"} else "urgent"
             ordered = [c for c in CATEGORIES if c in categories]
             return replace(ruled, escalate=True, tier="page", categories=ordered, signals=signals,
-                           priority=priority, scores=scores, reason=MODEL_REASON.format(score=p))
+                           priority=priority, scores=scores, reason=MODEL_REASON.format(risk=score.risk, score=p))
         if score.risk >= t["ask"]:
             categories = [c for c in CATEGORIES if c in self.model.categories(score)]
             return replace(ruled, tier="ask", scores=scores, ask_categories=categories,

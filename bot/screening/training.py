@@ -232,7 +232,7 @@ def tier_of(s: Scored, t: dict[str, Any]) -> str:
     p = s.probs["risk"]
     if s.rule_page:
         return "page" if rule_pages(s, t.get("rule_floor", {})) else "ask"
-    if s.page >= t["page"] and not s.rule_any:
+    if not s.rule_any and (s.page >= t["page"] or p >= t.get("risk_page", 2.0)):
         return "page"
     if p >= t["ask"]:
         return "ask"
@@ -245,6 +245,7 @@ class _Arrays:
     def __init__(self, scored: Sequence[Scored], risky: Sequence[bool], keys: Sequence[str]) -> None:
         self.p = np.array([s.page for s in scored])  # the page model's probability: floors and model pages
         self.risk = np.array([s.probs["risk"] for s in scored])  # the model's risk: the ask threshold
+        self.risk_page = 2.0  # model risk that pages a message no rule names, whatever the page model reads
         self.rule = np.array([s.rule_page for s in scored], dtype=bool)
         self.imminent = np.array([s.rule_imminent for s in scored], dtype=bool)
         self.any = np.array([s.rule_any for s in scored], dtype=bool)
@@ -258,7 +259,7 @@ class _Arrays:
         return self.rule & (self.imminent | ~self.hits.any(axis=1) | reaches)
 
     def model_pages(self, page: float) -> np.ndarray:
-        return (self.p >= page) & ~self.any
+        return ((self.p >= page) | (self.risk >= self.risk_page)) & ~self.any
 
     def recall(self, paged: np.ndarray) -> float:
         return float(paged[self.y].mean()) if self.y.any() else 1.0
@@ -319,6 +320,14 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
     keys = sorted({k for s in scored if s.rule_page for k in s.rule_ids})
     v = _Arrays(scored, risky, keys)
     g = _Arrays(guard_scored, guard_risky, keys) if guard_scored is not None else None
+    # the model's most confident readings page whatever the page model reads: above every `none`
+    # message without a rule cue, of validation and of the guard set
+    quiet = [a.risk[~a.y & ~a.any] for a in (v, g) if a is not None]
+    top = max((float(x.max()) for x in quiet if len(x)), default=1.0)
+    risk_page = math.floor(top * 1e6) / 1e6 + 1e-6
+    v.risk_page = risk_page
+    if g is not None:
+        g.risk_page = risk_page
     negatives = np.sort(v.p[~v.y & ~v.any])[::-1]
     best = None
     for fp in sorted({page_fp, 0.05, 0.07, 0.1, 0.15, 0.2, 1.0}):
@@ -356,7 +365,7 @@ def choose_thresholds(scored: Sequence[Scored], risky: Sequence[bool], guard_sco
             break
     # a floor sits just above the score of the false page it removes: round it up, never down
     # (rounding to the nearest could put it back below that score, and the page back)
-    return {"ask": ask, "page": round(min(page, 1.0), 6),
+    return {"ask": ask, "page": round(min(page, 1.0), 6), "risk_page": round(risk_page, 6),
             "rule_floor": {k: math.ceil(float(f) * 1e6) / 1e6 for k, f in zip(keys, floors) if f > 0}}
 
 

@@ -27,7 +27,7 @@ needs_corpus = pytest.mark.skipif(
 
 def test_the_committed_model_is_small_and_complete():
     head = json.loads((MODEL_DIR / "head.json").read_text(encoding="utf-8"))
-    assert set(head["thresholds"]) == {"ask", "page", "rule_floor"}
+    assert set(head["thresholds"]) == {"ask", "page", "risk_page", "rule_floor"}
     assert 0 <= head["thresholds"]["ask"] <= 1 and 0 <= head["thresholds"]["page"] <= 1 + 1e-6
     assert (MODEL_DIR / "page_model.json").is_file()
     assert head["thresholds"] == EVALUATION["thresholds"]

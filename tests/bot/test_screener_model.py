@@ -89,6 +89,10 @@ def test_tiers_follow_the_thresholds():
     assert _with_score(s, max(0.0, t["ask"] - 1e-6)).screen(text).tier == "none"
     # the page model's probability is in the result's scores, for the clinician and the review
     assert ask.scores["page"] == pytest.approx(t["page"] - 1e-6)
+    # the model's most confident readings page whatever the page model reads
+    sure = _with_page(_with_score(s, t["risk_page"]), 0.0).screen(text)
+    assert sure.tier == "page" and sure.escalate and "risk model" in sure.reason
+    assert _with_score(s, t["risk_page"] - 1e-6).screen(text).tier == "ask"
 
 
 def test_the_real_page_model_reads_the_rules_and_the_model_together():

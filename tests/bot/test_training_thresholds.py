@@ -92,3 +92,15 @@ def test_a_false_page_two_patterns_share_is_demoted_by_raising_both_floors():
     assert sum(x == "page" for x, r in zip(tiers, labels) if not r) <= int(0.035 * 100)
     assert all(x == "page" for x, r in zip(tiers, labels) if r)
     assert t["rule_floor"]["a"] > 0.3 and t["rule_floor"]["b"] > 0.3
+
+
+def test_risk_page_sits_above_every_quiet_none_row():
+    """A message no rule names pages at a model risk above every `none` row without a rule cue,
+    whatever the page model reads (its most confident readings)."""
+    risky = [Scored(rule_page=False, rule_imminent=False, probs={"risk": 0.99}, page=0.1) for _ in range(10)]
+    none = [_row(0.0025 * i) for i in range(200)] + [
+        Scored(rule_page=False, rule_imminent=False, probs={"risk": 0.995}, rule_any=True)]  # a negated cue
+    t = choose_thresholds(risky + none, [True] * 10 + [False] * 201)
+    assert 0.4975 < t["risk_page"] <= 0.4975 + 2e-6
+    assert all(tier_of(s, t) == "page" for s in risky)
+    assert tier_of(none[-1], t) != "page"  # a cue the rules read as not escalating caps the model at ask
