@@ -451,3 +451,24 @@ def test_a_general_when_a_clause_is_hypothetical(screener):
 def test_ongoing_abuse_next_to_those_time_cues_still_pages(screener, text):
     """Clinical guard: abuse that goes on, a clock time, or a first-person sentence keeps paging."""
     assert screener.rules.screen(text).escalate
+
+
+@pytest.mark.parametrize("text", [
+    "I want to blow my brains out",
+    "im going to blow my fucking brains out tonight",
+    "I keep thinking about putting a bullet in my head",
+    "some days I just want to eat a bullet",
+])
+def test_a_firearm_named_as_the_writers_own_method_pages_as_self_harm(screener, text):
+    result = screener.screen(text)
+    assert result.tier == "page" and result.escalate and "self_harm" in result.categories, text
+
+
+@pytest.mark.parametrize("text", [
+    "that movie blew my mind",
+    "he blew his brains out in 1994",
+    "I would never put a bullet in my head",
+    "bite the bullet and do it",
+])
+def test_firearm_idioms_about_others_negated_or_figurative_do_not_page(screener, text):
+    assert not screener.screen(text).escalate, text
