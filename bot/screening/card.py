@@ -125,8 +125,10 @@ def write_card(path: Path, ev: dict[str, Any]) -> None:
         "without a rule cue of validation and of the dev set: the model's most confident readings) "
         "(a cue the rules read as negated, "
         "hypothetical, figurative or reported is never paged by the model: it asks at most). Floors and "
-        "threshold are chosen together on validation for the best page recall with pages on `none` ≤ 0.035 "
-        "(relaxed step by step only if impossible), while the project's dev set (tests/data/dev_set.jsonl, our "
+        "threshold are chosen together on validation for the best page recall with pages on `none` ≤ 0.05, the "
+        "goal itself (relaxed step by step only if impossible; a margin of 0.035 was tried: validation page "
+        "recall fell from 0.570 to 0.453, and the floors it needed demoted present abuse — \"my abusive ex keeps "
+        "turning up at my door at night\" — which the clinical tests require to page), while the project's dev set (tests/data/dev_set.jsonl, our "
         "own sentences: unit tests, not evidence) keeps its gates: page recall ≥ 0.98 and pages on `none` ≤ 0.045.",
         f"- `ask`: model risk ≥ **{t['ask']:.4f}**, or an escalating rule signal below its floors "
         "(the highest threshold, as written to six decimals, keeping page-or-ask recall ≥ 0.99 on validation as "

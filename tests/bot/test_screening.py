@@ -472,3 +472,13 @@ def test_a_firearm_named_as_the_writers_own_method_pages_as_self_harm(screener, 
 ])
 def test_firearm_idioms_about_others_negated_or_figurative_do_not_page(screener, text):
     assert not screener.screen(text).escalate, text
+
+
+@pytest.mark.parametrize("text", [
+    "i don't wanna fucking be here anymore",
+    "i dont really want to be here anymore",
+    "I don't even want to be here anymore",
+])
+def test_not_wanting_to_be_here_pages_with_a_word_in_between(screener, text):
+    assert screener.screen(text).escalate, text
+
