@@ -5,7 +5,7 @@
 
 Starts Rasa and the action server as ``triage up`` does (dialogue state in SQLite), then sends
 benign client messages through the pipeline (screen, store, Rasa client) in conversations of
-10 and of 40 turns, one turn at a time, and prints, then writes to bench/results/profile.txt:
+1 turn (first turns only: the session starts), 10 and 40 turns, one turn at a time, and prints, then writes to bench/results/profile.txt:
 
 - CPU milliseconds per turn of the Rasa process, of the action server, and of the gateway's
   side (screen, case store, Rasa client; Telegram's sending is not included), read from
@@ -149,7 +149,8 @@ async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path, raw_copy
     lines = []
     try:
         await conversations(pipeline, 2, 3, "warm-up")
-        for turns, count in ((10, 20), (40, 5)):
+        # one-turn conversations: each turn is a first turn (the session starts, the disclosure)
+        for turns, count in ((1, 40), (10, 20), (40, 5)):
             recorder = None
             if spy and turns == 40:
                 out = tmp / "rasa-profile.txt"
