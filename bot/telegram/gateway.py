@@ -338,14 +338,18 @@ async def serve_webhook(gateway: TelegramGateway, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
+#: On shutdown, how long the outbox may take to deliver the alerts already recorded.
+OUTBOX_DRAIN_SECONDS = 10.0
+
+
 @contextlib.asynccontextmanager
 async def running(
     gateway: TelegramGateway, receive: Callable[[], Awaitable[None]] | None = None
 ) -> AsyncIterator[TelegramGateway]:
     """Run a gateway for the block: sender, outbox and a receiver (long polling by default).
 
-    On leaving, the receiver stops first, every update already taken is finished, then the
-    outbox and the sender stop. ``gateway.receiver`` is the receiver's task.
+    On leaving, the receiver stops first, every update already taken is finished, the outbox
+    delivers what is due once more (up to ``OUTBOX_DRAIN_SECONDS``), then it and the sender stop. ``gateway.receiver`` is the receiver's task.
     """
     async with gateway.app:
         gateway.sender.start()
@@ -357,7 +361,7 @@ async def running(
             gateway.receiver.cancel()
             await asyncio.gather(gateway.receiver, return_exceptions=True)
             await gateway.drain()
-            await gateway.outbox.stop()
+            await gateway.outbox.stop(drain=OUTBOX_DRAIN_SECONDS)  # alerts already recorded go out first
             await gateway.sender.stop()
 
 

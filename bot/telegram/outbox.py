@@ -98,17 +98,33 @@ class AlertOutbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._sending: set[int] = set()
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self.run(), name="alert-outbox")
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+    async def stop(self, drain: float = 0.0) -> None:
+        """Stop the loop. With ``drain`` seconds, first let it finish its pass and deliver what is
+        due once more (an alert recorded just before a shutdown goes out now, not at the next
+        start); past ``drain`` the loop is cancelled and what is left waits in the table."""
+        if not self._task:
+            return
+        if drain > 0:
+            self._stopping = True
+            self.wake()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=drain)
+            except asyncio.TimeoutError:
+                log.warning("alert outbox: still delivering after %.0f s at shutdown; the rest goes out at the next start",
+                            drain)
+            except Exception:  # noqa: BLE001 - the run loop logs its own failures
+                pass
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def run(self) -> None:
         while True:
@@ -116,8 +132,13 @@ class AlertOutbox:
                 self.schedule_repages()
                 page_unanswered(self.store, self.clock(), self.ask_timeout)
                 await self.deliver_due()
+                if self._stopping:
+                    await self.deliver_due()  # what was recorded while the pass above ran
+                    return
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("alert outbox pass failed; trying again")
+                if self._stopping:
+                    return
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.tick)
             except asyncio.TimeoutError:

@@ -71,3 +71,33 @@ def test_a_claimed_case_is_not_repaged(store):
     cases.claim(store, frozenset({"42"}), 1, "42")
     outbox(store, FakeSender(), repage_minutes=0).schedule_repages()
     assert [a for a in store.alerts() if a["kind"] == "repage"] == []
+
+
+def test_an_alert_recorded_just_before_shutdown_is_delivered_by_the_stop(store):
+    """A stop with ``drain`` delivers what is due before the outbox ends, instead of leaving
+    the page in the table until the next start (the gateway stops its outbox this way)."""
+    async def scenario() -> int:
+        sender = FakeSender()
+        box = outbox(store, sender, tick=3600.0, repage_minutes=600)  # no tick until the stop
+        box.start()
+        await asyncio.sleep(0.05)  # the first pass has run and the loop waits
+        an_alert(store)  # recorded without waking the outbox
+        await box.stop(drain=5.0)
+        return len(sender.sent)
+
+    assert asyncio.run(scenario()) == 1
+    assert store.undelivered_alerts() == []
+
+
+def test_a_stop_without_drain_leaves_the_alert_for_the_next_start(store):
+    async def scenario() -> int:
+        sender = FakeSender()
+        box = outbox(store, sender, tick=3600.0, repage_minutes=600)
+        box.start()
+        await asyncio.sleep(0.05)
+        an_alert(store)
+        await box.stop()
+        return len(sender.sent)
+
+    assert asyncio.run(scenario()) == 0
+    assert len(store.undelivered_alerts()) == 1  # in the table: the next start delivers it
