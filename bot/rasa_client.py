@@ -88,7 +88,9 @@ class RasaClient:
             response = await self._client.post(
                 f"{self.base_url}/conversations/{sender}/trigger_intent",
                 json={"name": name, "entities": entities},
-                params=self._auth,
+                # the answer's tracker without its events: Rasa would otherwise write every
+                # event of the conversation into it, and the gateway reads only the messages
+                params={"include_events": "NONE", **self._auth},
             )
             response.raise_for_status()
             items = response.json().get("messages") or []

@@ -54,6 +54,7 @@ import collections
 import copy
 import dataclasses
 import gc
+import json
 import sqlite3
 import threading
 from typing import Any
@@ -149,16 +150,212 @@ def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, 
     return event_dict
 
 
+# What the SQL tracker store keeps of each conversation it read or wrote, per store: the rows of
+# the latest session as JSON text (Rasa's query's rows), with the count and highest id of all the
+# conversation's rows when they were read, so that the next read fetches only the rows written
+# since and a save knows how many of the tracker's events are stored without Rasa's count.
+ROWS_CACHE_CHARS = 64_000_000  # about 64 MB of JSON text per store, least recently used dropped
+
+
+@dataclasses.dataclass
+class _Rows:
+    total: int  # the conversation's rows in the table, every session
+    last_id: int  # their highest id
+    session_start: float | None  # the latest session_started row's timestamp (None: no session)
+    rows: list[tuple[Any, str]]  # (timestamp, data) of the rows Rasa's query returns, in id order
+    chars: int = 0
+
+    def extend(self, new: list[tuple[int, str, Any, str]]) -> None:
+        """Add rows written after ``last_id`` (id, type_name, timestamp, data), in id order, as
+        Rasa's query would then return them: only the rows at or after the latest session start."""
+        self.total += len(new)
+        self.last_id = max([self.last_id, *(row[0] for row in new)])
+        starts = [ts for _, type_name, ts, _ in new if type_name == "session_started" and ts is not None]
+        if starts:
+            self.session_start = max(starts if self.session_start is None else [self.session_start, *starts])
+            rows = self.rows + [(ts, data) for _, _, ts, data in new]
+        else:  # the rows kept already are at or after the start
+            rows = [(ts, data) for _, _, ts, data in new]
+        start = self.session_start
+        if start is not None:  # SQL: timestamp >= start (a NULL timestamp is not)
+            rows = [(ts, data) for ts, data in rows if ts is not None and ts >= start]
+        if starts:
+            self.rows = rows
+            self.chars = sum(len(data) for _, data in rows)
+        else:
+            self.rows.extend(rows)
+            self.chars += sum(len(data) for _, data in rows)
+
+
+def _rows_cache(store: Any) -> "collections.OrderedDict[str, _Rows]":
+    cache = store.__dict__.get("_triage_rows")
+    if cache is None:
+        cache = store.__dict__["_triage_rows"] = collections.OrderedDict()
+    return cache
+
+
+def _keep_rows(store: Any, sender_id: str, kept: _Rows) -> None:
+    cache = _rows_cache(store)
+    cache.pop(sender_id, None)
+    cache[sender_id] = kept
+    total = sum(entry.chars for entry in cache.values())
+    while total > ROWS_CACHE_CHARS and len(cache) > 1:
+        _, dropped = cache.popitem(last=False)
+        total -= dropped.chars
+
+
+def _statements(store: Any) -> dict[str, Any]:
+    """The store's queries of a conversation's rows, built once (building one costs more than
+    SQLite takes to answer it)."""
+    statements = store.__dict__.get("_triage_statements")
+    if statements is None:
+        import sqlalchemy as sa
+
+        event = store.SQLEvent
+        sender = event.sender_id == sa.bindparam("sender")
+        columns = (event.id, event.type_name, event.timestamp, event.data)
+        statements = store.__dict__["_triage_statements"] = {
+            "count": sa.select(sa.func.count(event.id), sa.func.max(event.id)).where(sender),
+            "since": sa.select(*columns).where(sender, event.id > sa.bindparam("after"),
+                                               event.id <= sa.bindparam("last")).order_by(event.id),
+            "every": sa.select(*columns).where(sender).order_by(event.id),
+        }
+    return statements
+
+
+def _count_and_last(store: Any, session: Any, sender_id: str) -> tuple[int, int]:
+    total, last = session.connection().execute(_statements(store)["count"], {"sender": sender_id}).one()
+    return int(total or 0), int(last or 0)
+
+
+def _current_rows(store: Any, session: Any, sender_id: str) -> _Rows:
+    """The conversation's rows as they are in the table now: from what is kept, reading only the
+    rows written since (checked against the count and highest id of its rows), or all of them."""
+    statements, connection = _statements(store), session.connection()
+    kept = _rows_cache(store).pop(sender_id, None)
+    if kept is not None:
+        total, last = _count_and_last(store, session, sender_id)
+        if (total, last) == (kept.total, kept.last_id):
+            return kept
+        if last > kept.last_id and total > kept.total:
+            new = connection.execute(statements["since"], {"sender": sender_id, "after": kept.last_id,
+                                                           "last": last}).all()
+            if len(new) == total - kept.total:  # nothing removed, nothing written before last_id
+                kept.extend([tuple(row) for row in new])
+                return kept
+    every = connection.execute(statements["every"], {"sender": sender_id}).all()
+    kept = _Rows(0, 0, None, [])
+    kept.extend([tuple(row) for row in every])
+    return kept
+
+
 async def sql_retrieve(self: Any, sender_id: str, fetch_events_from_all_sessions: bool) -> Any:
-    """``SQLTrackerStore._retrieve``, loading the events' JSON column only."""
+    """``SQLTrackerStore._retrieve``: the same events, reading only the rows written since the last
+    read of the conversation (what is kept is checked against the table's count and highest id of
+    the conversation's rows, so another worker's writes are read too)."""
     from rasa.shared.core.trackers import DialogueStateTracker
 
     with self.session_scope() as session:
-        query = self._event_query(session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions)
-        events = [ujson.loads(data) for (data,) in query.with_entities(self.SQLEvent.data).all()]
+        if fetch_events_from_all_sessions:
+            query = self._event_query(session, sender_id, fetch_events_from_all_sessions=True)
+            data = [data for (data,) in query.with_entities(self.SQLEvent.data).all()]
+        else:
+            kept = _current_rows(self, session, sender_id)
+            if kept.total:
+                _keep_rows(self, sender_id, kept)
+            data = [data for _, data in kept.rows]
+    events = [ujson.loads(item) for item in data]
     if self.domain and events:
         return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
     return None
+
+
+async def sql_save(self: Any, tracker: Any) -> None:
+    """``SQLTrackerStore.save`` (Rasa 3.6.21): the same rows, written the same way. How many of the
+    tracker's events are stored already comes from what was kept of the conversation when the
+    table has not changed since (Rasa counts the session's rows with its whole query: 6 % of a
+    turn), and the written rows are added to what is kept."""
+    from rasa.shared.nlu.constants import INTENT_NAME_KEY
+
+    await self.stream_events(tracker)
+    sender_id = tracker.sender_id
+    with self.session_scope() as session:
+        kept = _rows_cache(self).pop(sender_id, None)
+        now = _count_and_last(self, session, sender_id)
+        if kept is None and now == (0, 0):
+            kept = _Rows(0, 0, None, [])  # a new conversation: nothing stored yet
+        if kept is not None and now == (kept.total, kept.last_id):
+            stored = len(kept.rows)
+        else:
+            kept = None
+            stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
+        written = []
+        for event in list(tracker.events)[stored:]:
+            data = event.as_dict()
+            row = self.SQLEvent(
+                sender_id=sender_id,
+                type_name=event.type_name,
+                timestamp=data.get("timestamp"),
+                intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
+                action_name=data.get("name"),
+                data=json.dumps(data),
+            )
+            session.add(row)
+            written.append(row)
+        session.flush()  # the rows get their ids here; read before the commit expires them
+        new = [(row.id, row.type_name, row.timestamp, row.data) for row in written]
+        session.commit()
+    if kept is not None:
+        kept.extend(new)
+        _keep_rows(self, sender_id, kept)
+
+
+_rasa_tracker_copy: list[Any] = []
+_TRACKER_STATE = frozenset({"_max_event_history", "_paused", "active_loop", "assistant_id", "events",
+                            "followup_action", "is_rule_tracker", "latest_action", "latest_bot_utterance",
+                            "latest_message", "model_id", "sender_id", "sender_source", "slots"})
+
+
+_plain_classes: dict[type, bool] = {}
+
+
+def _shallow_copy(obj: Any) -> Any:
+    """``copy.copy`` of a plain object (a Slot): a new object with the same attributes."""
+    cls = type(obj)
+    plain = _plain_classes.get(cls)
+    if plain is None:
+        plain = _plain_classes[cls] = not ("__slots__" in dir(cls) or hasattr(cls, "__copy__"))
+    if not plain:
+        return copy.copy(obj)
+    new = object.__new__(cls)
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
+def tracker_copy(self: Any) -> Any:
+    """``DialogueStateTracker.copy`` without replaying every event: Rasa's copy is a new tracker
+    (``init_copy``) that applies each event again (4 % of a turn in 40-turn conversations: the
+    processor copies the tracker for every action it runs). The replayed state is what the
+    tracker's attributes hold, so they are copied instead, as the replay leaves them: the same
+    event objects, new slot objects and dicts, and no model or assistant id (``init_copy``
+    sets none). Any tracker this was not checked for (a subclass, slots without a domain, an
+    attribute Rasa 3.6.21 does not have) is copied Rasa's way."""
+    from rasa.shared.constants import DEFAULT_SENDER_ID
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    if (type(self) is not DialogueStateTracker or type(self.slots) is not dict
+            or vars(self).keys() != _TRACKER_STATE):
+        return _rasa_tracker_copy[0](self)
+    new = DialogueStateTracker.__new__(DialogueStateTracker)
+    new.__dict__.update(vars(self))
+    new.sender_id = self.sender_id or DEFAULT_SENDER_ID  # as init_copy
+    new.sender_source = new.model_id = new.assistant_id = None  # init_copy sets none
+    new.events = self._create_events(list(self.events))
+    new.slots = {name: _shallow_copy(slot) for name, slot in self.slots.items()}
+    if self.latest_action is not None:
+        new.latest_action = dict(self.latest_action)
+    new.active_loop = copy.copy(self.active_loop)  # a TrackerActiveLoop dataclass, or None
+    return new
 
 
 # What states_for_tracker_history keeps of each conversation between predictions, by
@@ -417,6 +614,12 @@ def install() -> None:
         _rasa_engine_kwargs.append(tracker_store.create_engine_kwargs)
         tracker_store.create_engine_kwargs = sqlite_engine_kwargs
         tracker_store.SQLTrackerStore._retrieve = sql_retrieve
+        tracker_store.SQLTrackerStore.save = sql_save
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    if not _rasa_tracker_copy:
+        _rasa_tracker_copy.append(DialogueStateTracker.copy)
+        DialogueStateTracker.copy = tracker_copy
     from rasa.shared.core.events import Event
 
     if not _rasa_resolve_by_type:

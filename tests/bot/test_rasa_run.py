@@ -70,6 +70,10 @@ def launcher(monkeypatch):
 
     monkeypatch.setattr(tracker_store, "create_engine_kwargs", tracker_store.create_engine_kwargs)
     monkeypatch.setattr(tracker_store.SQLTrackerStore, "_retrieve", tracker_store.SQLTrackerStore._retrieve)
+    monkeypatch.setattr(tracker_store.SQLTrackerStore, "save", tracker_store.SQLTrackerStore.save)
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    monkeypatch.setattr(DialogueStateTracker, "copy", DialogueStateTracker.copy)
     monkeypatch.setattr(Event, "resolve_by_type", Event.__dict__["resolve_by_type"])
     from rasa.shared.core.domain import Domain
 
@@ -87,7 +91,7 @@ def launcher(monkeypatch):
     import structlog
 
     monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
-    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_states_for_tracker_history",
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_tracker_copy", "_rasa_states_for_tracker_history",
                  "_rasa_endpoint_session", "_rasa_load_agent_on_start"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
@@ -190,6 +194,166 @@ def test_the_sql_tracker_store_reads_back_the_same_tracker(tmp_path, monkeypatch
     assert len(ours_full.events) > len(ours_latest.events)  # the last session only, as Rasa's
     assert ours_latest.get_slot("flow") == "chat"
     assert asyncio.run(store.retrieve("nobody")) is None
+
+
+def _turn(step, *, new_session=False):
+    from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet, UserUttered
+
+    events = [ActionExecuted("action_session_start"), SessionStarted()] if new_session else []
+    return events + [ActionExecuted("action_listen"), UserUttered(f"message {step}", {"name": "greet"}),
+                     SlotSet("flow", f"chat{step}"), ActionExecuted("utter_greet")]
+
+
+def test_the_kept_rows_give_rasas_own_trackers_and_rows_across_workers_and_sessions(tmp_path, monkeypatch):
+    """Two workers (two stores on one file, as two Sanic processes) take turns on the same
+    conversations, sessions start, and a third party adds rows behind their backs (a worker that
+    runs Rasa's own code, and an event with no timestamp): after every turn the stored rows are
+    the ones Rasa's own save writes to a second file, and every read gives the tracker Rasa's
+    own read gives."""
+    import asyncio
+    import random
+    import sqlite3
+
+    from rasa.core import tracker_store
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import SlotSet
+
+    from bot import CONFIG_DIR
+
+    domain = Domain.load(str(CONFIG_DIR / "domain.yml"))
+    store_class = tracker_store.SQLTrackerStore
+    rasa_retrieve, rasa_save = store_class._retrieve, store_class.save
+
+    class Rasa(store_class):  # Rasa's own read and save
+        _retrieve, save = rasa_retrieve, rasa_save
+
+    class Ours(store_class):
+        _retrieve, save = rasa_run.sql_retrieve, rasa_run.sql_save
+
+    ours_db, rasa_db = str(tmp_path / "ours.db"), str(tmp_path / "rasa.db")
+    workers = [Ours(domain=domain, dialect="sqlite", db=ours_db) for _ in range(2)]
+    stranger = Rasa(domain=domain, dialect="sqlite", db=ours_db)
+    reference = Rasa(domain=domain, dialect="sqlite", db=rasa_db)
+    reader = Rasa(domain=domain, dialect="sqlite", db=ours_db)
+    rng = random.Random(3)
+
+    async def run():
+        from rasa.shared.core.trackers import DialogueStateTracker
+
+        for number in range(4):  # each conversation starts the same in both files
+            start = DialogueStateTracker(f"c{number}", domain.slots)
+            for event in _turn(-number, new_session=True):
+                start.update(event)
+            await workers[0].save(start)
+            await reference.save(start)
+        for step in range(120):
+            sender = f"c{rng.randrange(4)}"
+            worker = rng.choice(workers + [stranger])
+            ours = await worker.get_or_create_tracker(sender)
+            theirs = await reference.get_or_create_tracker(sender)
+            assert [e.as_dict() for e in ours.events] == [e.as_dict() for e in theirs.events]
+            assert [e.as_dict() for e in ours.events] == [e.as_dict() for e in (await reader.retrieve(sender)).events]
+            events = _turn(step, new_session=rng.random() < 0.1)
+            if step % 17 == 5:
+                events.append(SlotSet("flow", "no time"))
+                events[-1].timestamp = None
+            for tracker in (ours, theirs):
+                for event in events:  # the same events (and times) in both
+                    tracker.update(event)
+            await worker.save(ours)
+            await reference.save(theirs)
+
+    asyncio.run(run())
+    columns = "sender_id, type_name, intent_name, action_name, data"
+    ours_rows = sqlite3.connect(ours_db).execute(f"SELECT {columns} FROM events ORDER BY id").fetchall()
+    rasa_rows = sqlite3.connect(rasa_db).execute(f"SELECT {columns} FROM events ORDER BY id").fetchall()
+    assert ours_rows == rasa_rows and len(ours_rows) > 400
+    assert all(worker.__dict__["_triage_rows"] for worker in workers)  # what was kept was used
+
+
+def test_the_kept_rows_are_bounded(tmp_path, monkeypatch):
+    import asyncio
+
+    from rasa.core import tracker_store
+    from rasa.shared.core.domain import Domain
+
+    from bot import CONFIG_DIR
+
+    domain = Domain.load(str(CONFIG_DIR / "domain.yml"))
+
+    class Ours(tracker_store.SQLTrackerStore):
+        _retrieve, save = rasa_run.sql_retrieve, rasa_run.sql_save
+
+    store = Ours(domain=domain, dialect="sqlite", db=str(tmp_path / "t.db"))
+    monkeypatch.setattr(rasa_run, "ROWS_CACHE_CHARS", 5_000)
+
+    async def run():
+        for number in range(12):
+            tracker = await store.get_or_create_tracker(f"chat-{number}")
+            for event in _turn(number, new_session=True):
+                tracker.update(event)
+            await store.save(tracker)
+            assert (await store.retrieve(f"chat-{number}")).get_slot("flow") == f"chat{number}"
+
+    asyncio.run(run())
+    kept = store.__dict__["_triage_rows"]
+    assert sum(entry.chars for entry in kept.values()) <= 5_000 and "chat-11" in kept
+    assert 1 < len(kept) < 12
+
+
+def test_a_tracker_copy_is_rasas_own_copy(story_trackers):
+    """Every prefix of every story: the copy has the state Rasa's replaying copy has, and changing
+    the copy (a new event, a loop interrupted) leaves the original as it was."""
+    from rasa.shared.core.events import ActionExecuted, SlotSet
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    domain, trackers = story_trackers
+    rasa_copy = DialogueStateTracker.copy
+
+    def state(tracker):
+        out = {}
+        for name, value in vars(tracker).items():
+            if name == "events":
+                value = [e.as_dict() for e in value]
+            elif name == "slots":
+                value = {key: (type(slot), vars(slot)) for key, slot in value.items()}
+            elif name in ("latest_message", "latest_bot_utterance"):
+                placeholder = not any(value is event for event in tracker.events)
+                value = value.as_dict()
+                if placeholder:  # UserUttered.empty(), BotUttered.empty(): made at the copy's time
+                    value.pop("timestamp")
+            out[name] = value
+        return out
+
+    compared = 0
+    for story in trackers:
+        events = list(story.events)
+        for k in range(1, len(events) + 1):
+            tracker = DialogueStateTracker.from_events("c", events[:k], domain.slots)
+            tracker.model_id = "model"  # the processor sets it; neither copy keeps it
+            before = state(tracker)
+            ours = rasa_run.tracker_copy(tracker)
+            assert state(ours) == state(rasa_copy(tracker))
+            assert ours.model_id is None
+            ours.update(SlotSet(next(iter(domain.slots)).name, "changed"))
+            ours.update(ActionExecuted("action_listen"))
+            if ours.active_loop is not None:
+                ours.active_loop.is_interrupted = not ours.active_loop.is_interrupted
+            assert state(tracker) == before
+            compared += 1
+    assert compared > 500
+
+
+def test_an_unusual_tracker_is_copied_rasas_way(monkeypatch):
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    calls = []
+    monkeypatch.setattr(rasa_run, "_rasa_tracker_copy", [lambda tracker: calls.append(tracker) or "rasa's"])
+    tracker = DialogueStateTracker("c", None)  # no domain: slots of any name
+    assert rasa_run.tracker_copy(tracker) == "rasa's"
+    tracker = DialogueStateTracker("c", [])
+    tracker.something_new = 1
+    assert rasa_run.tracker_copy(tracker) == "rasa's" and len(calls) == 2
 
 
 @pytest.fixture(scope="module")
