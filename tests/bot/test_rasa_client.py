@@ -34,23 +34,40 @@ def test_parse_reply_keeps_text_buttons_and_custom_payloads():
 
 def test_a_triggered_intent_asks_rasa_for_its_messages_without_the_conversations_events():
     import asyncio
-    import json
 
-    import httpx
+    from aiohttp import web
 
-    from bot.rasa_client import RasaClient
+    from bot.rasa_client import RasaClient, RasaUnavailable
 
     seen = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"tracker": {"events": None}, "messages": [{"text": "Are you safe?"}]})
+    async def answer(request: web.Request) -> web.Response:
+        seen.append((request.path, dict(request.query), await request.json()))
+        if request.match_info["sender"] == "broken":
+            return web.Response(status=500, text="ConversationError")
+        return web.json_response({"tracker": {"events": None}, "messages": [{"text": "Are you safe?"}]})
 
-    client = RasaClient("http://rasa.test", token="secret")
-    client._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    replies = asyncio.run(client.trigger_intent("telegram:1", "EXTERNAL_risk", {"risk_category": "self_harm"}))
+    async def run():
+        app = web.Application()
+        app.router.add_post("/conversations/{sender}/trigger_intent", answer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        client = RasaClient(f"http://127.0.0.1:{port}", token="secret")
+        try:
+            replies = await client.trigger_intent("telegram:1", "EXTERNAL_risk", {"risk_category": "self_harm"})
+            with pytest.raises(RasaUnavailable):
+                await client.trigger_intent("broken", "EXTERNAL_risk", {})
+        finally:
+            await client.close()
+            await runner.cleanup()
+        return replies
+
+    replies = asyncio.run(run())
     assert [reply.text for reply in replies] == ["Are you safe?"]
-    (request,) = seen
-    assert request.url.path == "/conversations/telegram:1/trigger_intent"
-    assert request.url.params["include_events"] == "NONE" and request.url.params["token"] == "secret"
-    assert json.loads(request.content) == {"name": "EXTERNAL_risk", "entities": {"risk_category": "self_harm"}}
+    path, query, body = seen[0]
+    assert path == "/conversations/telegram:1/trigger_intent"
+    assert query == {"include_events": "NONE", "token": "secret"}
+    assert body == {"name": "EXTERNAL_risk", "entities": {"risk_category": "self_harm"}}
