@@ -88,6 +88,35 @@ class Bench:
         self.api = api
         self.store = store
         self.next_chat = 10_000
+        # The fake API runs in a thread of this process: a wait that polled every few
+        # milliseconds took the interpreter from it (Python switches threads every 5 ms) and
+        # delayed the very calls being timed. Waits for a chat's messages sleep until the API
+        # records a call for that chat instead.
+        self._waiting: dict[str, list[asyncio.Event]] = {}
+        loop = asyncio.get_running_loop()
+
+        def recorded(call) -> None:  # in the API's thread
+            loop.call_soon_threadsafe(self._wake, str(call.params.get("chat_id")))
+
+        api.on_call = recorded
+
+    def _wake(self, chat: str) -> None:
+        for event in self._waiting.pop(chat, ()):
+            event.set()
+
+    async def until_sent(self, chat: int, predicate, timeout: float = 60.0) -> None:
+        """Wait until ``predicate()`` holds, checking it each time the API records a call for ``chat``."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            event = asyncio.Event()
+            self._waiting.setdefault(str(chat), []).append(event)
+            if predicate():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("benchmark step timed out")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), remaining)
 
     def sends_total(self) -> int:
         """Every sendMessage so far (replies, cards, alerts): Telegram allows a bot about 30 a second."""
@@ -108,7 +137,7 @@ class Bench:
             before = len(self.sends_to(chat))
             start = time.monotonic()
             update_id = self.api.push(text_update(chat, random.choice(BENIGN)))["update_id"]
-            await wait_until(lambda: len(self.sends_to(chat)) > before)
+            await self.until_sent(chat, lambda: len(self.sends_to(chat)) > before)
             latencies.append(self.sends_to(chat)[before].at - start)
             await wait_until(lambda: self.done(update_id), poll=0.01)  # the whole turn, then the next
 
@@ -125,7 +154,8 @@ class Bench:
             staff_before = len(self.sends_to(STAFF))
             start = time.monotonic()
             self.api.push(text_update(chat, random.choice(RISKY)))
-            await wait_until(lambda: self.sends_to(chat) and len(self.sends_to(STAFF)) > staff_before)
+            await self.until_sent(chat, lambda: self.sends_to(chat))
+            await self.until_sent(STAFF, lambda: len(self.sends_to(STAFF)) > staff_before)
             cards.append(self.sends_to(chat)[0].at - start)
             alerts.append(self.sends_to(STAFF)[staff_before].at - start)
         return cards, alerts

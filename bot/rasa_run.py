@@ -570,6 +570,61 @@ def states_for_tracker_history(
     return _copy_states(result)
 
 
+_rasa_graph_run: list[Any] = []
+
+
+def _run_order(self: Any, targets: tuple[str, ...]) -> tuple[list[tuple[str, Any, tuple[str, ...]]], Any]:
+    """The nodes that ``targets`` need, each after the nodes it needs: (name, node, its parents)."""
+    kept = self.__dict__.setdefault("_triage_orders", {})
+    order = kept.get(targets)
+    if order is None:
+        schema = self._graph_schema.minimal_graph_schema(list(targets))
+        steps: list[tuple[str, Any, tuple[str, ...]]] = []
+        placed: set[str] = set()
+
+        def place(name: str) -> None:  # depth first: every parent before its child
+            if name in placed or name not in schema.nodes:
+                return
+            placed.add(name)
+            parents = tuple(schema.nodes[name].needs.values())
+            for parent in parents:
+                place(parent)
+            steps.append((name, self._instantiated_nodes[name], parents))
+
+        for target in targets:
+            place(target)
+        order = kept[targets] = (steps, frozenset(schema.nodes))
+    return order
+
+
+def graph_run(self: Any, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
+    """``DaskGraphRunner.run`` (Rasa 3.6.21) without dask: the same nodes, called with the same
+    inputs, each once, in an order where every node comes after the nodes it needs.
+
+    Rasa hands the graph to ``dask.get`` (dask's synchronous scheduler) at every parse and every
+    prediction; the scheduling itself, apart from the nodes' work, took 7.6 % of Rasa's time per
+    turn (py-spy, bench/results/profile-findings.md). The nodes are Rasa's ``GraphNode`` objects,
+    which run their hooks and wrap their errors as under dask; an input is passed to a node as
+    dask passes it, ``(name, value)``."""
+    from rasa.engine.exceptions import GraphRunError
+
+    run_targets = tuple(targets if targets else self._graph_schema.target_names)
+    steps, names = _run_order(self, run_targets)
+    results: dict[str, Any] = {}
+    for name, value in (inputs or {}).items():
+        if isinstance(value, str) and value in names:
+            raise GraphRunError(
+                f"Input value '{value}' clashes with a node name. Make sure that none of the input names "
+                f"passed to the `run` method are the same as node names in the graph schema.")
+        results[name] = (name, value)
+    try:
+        for name, node, parents in steps:
+            results[name] = node(*[results[parent] for parent in parents])
+        return dict(results[target] for target in run_targets)
+    except RuntimeError as exc:
+        raise GraphRunError("Error running runner.") from exc
+
+
 _rasa_endpoint_session: list[Any] = []
 
 
@@ -630,6 +685,11 @@ def install() -> None:
     if not _rasa_load_agent_on_start:
         _rasa_load_agent_on_start.append(run.load_agent_on_start)
         run.load_agent_on_start = load_agent_on_start
+    from rasa.engine.runner.dask import DaskGraphRunner
+
+    if not _rasa_graph_run:
+        _rasa_graph_run.append(DaskGraphRunner.run)
+        DaskGraphRunner.run = graph_run
     from rasa.utils.endpoints import EndpointConfig
 
     if not _rasa_endpoint_session:

@@ -45,6 +45,9 @@ class FakeBotApi:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._new_updates: asyncio.Event | None = None  # set on push: getUpdates answers at once
+        # called (in the API's thread) with each call once recorded: a benchmark wakes on it
+        # instead of polling, so its waits do not take the interpreter from this thread
+        self.on_call: Any = None
         self.port = 0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -127,6 +130,8 @@ class FakeBotApi:
             self.by_chat.setdefault(str(params.get("chat_id")), []).append(call)
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
+        if self.on_call is not None:
+            self.on_call(call)
         if failure:
             status, retry_after = failure
             body: dict[str, Any] = {"ok": False, "error_code": status,

@@ -81,6 +81,9 @@ def launcher(monkeypatch):
     from rasa.utils.endpoints import EndpointConfig
 
     monkeypatch.setattr(EndpointConfig, "session", EndpointConfig.session)
+    from rasa.engine.runner.dask import DaskGraphRunner
+
+    monkeypatch.setattr(DaskGraphRunner, "run", DaskGraphRunner.run)
     from rasa.core import run
 
     monkeypatch.setattr(run, "load_agent_on_start", run.load_agent_on_start)
@@ -91,7 +94,7 @@ def launcher(monkeypatch):
     import structlog
 
     monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
-    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_tracker_copy", "_rasa_states_for_tracker_history",
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_tracker_copy", "_rasa_graph_run", "_rasa_states_for_tracker_history",
                  "_rasa_endpoint_session", "_rasa_load_agent_on_start"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
@@ -426,7 +429,12 @@ def test_the_kept_states_are_bounded(story_trackers, monkeypatch):
 
 
 def test_the_launcher_keeps_the_states_of_each_history(launcher):
+    from rasa.engine.runner.dask import DaskGraphRunner
     from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    assert DaskGraphRunner.run is rasa_run.graph_run
+    assert DialogueStateTracker.copy is rasa_run.tracker_copy
 
     assert Domain.states_for_tracker_history is rasa_run.states_for_tracker_history
     assert rasa_run._rasa_states_for_tracker_history[0] is not rasa_run.states_for_tracker_history
@@ -511,3 +519,44 @@ def test_the_kept_states_start_afresh_with_another_model(story_trackers, monkeyp
     other = Domain.from_dict(domain.as_dict())
     assert rasa_run.states_for_tracker_history(other, tracker) == Domain.states_for_tracker_history(other, tracker)
     assert rasa_run._states_domain == [other] and len(rasa_run._states_cache) == 1
+
+
+def test_the_graph_runs_without_dask_to_rasas_own_results(story_trackers, monkeypatch):
+    """The trained model, parsing messages and predicting the next action of every story prefix:
+    the same intents, entities, scores and predictions with the nodes run in order as with dask."""
+    import asyncio
+    import json
+
+    from rasa.core.agent import Agent
+    from rasa.core.channels import UserMessage
+    from rasa.engine.runner.dask import DaskGraphRunner
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.servers import latest_model
+
+    _, trackers = story_trackers
+    agent = Agent.load(str(latest_model()))
+    processor = agent.processor
+    texts = ["hi", "what are your hours", "yes", "no", "I want to kill myself", "my friend is not safe",
+             "can a clinician call me back", "I don't know", "stop", "thanks, bye"]
+    histories = [list(story.events)[:k] for story in trackers[:40] for k in range(1, len(story.events) + 1, 3)]
+
+    async def outputs():
+        parsed = [await processor.parse_message(UserMessage(text)) for text in texts]
+        predicted = []
+        for events in histories:
+            tracker = DialogueStateTracker.from_events("c", events, agent.domain.slots)
+            prediction = processor._predict_next_with_tracker(tracker)
+            predicted.append((prediction.max_confidence_index, prediction.policy_name,
+                              [round(p, 6) for p in prediction.probabilities]))
+        return json.dumps([parsed, predicted], sort_keys=True, default=str)
+
+    dask_calls = []
+    original = DaskGraphRunner.run
+    monkeypatch.setattr(DaskGraphRunner, "run", lambda self, *a, **k: (dask_calls.append(1), original(self, *a, **k))[1])
+    rasas = asyncio.run(outputs())
+    assert dask_calls
+    monkeypatch.setattr(DaskGraphRunner, "run", rasa_run.graph_run)
+    ours = asyncio.run(outputs())
+    assert ours == rasas
+    assert len(histories) > 100
