@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -81,6 +82,34 @@ async def wait_until(predicate, timeout: float = 60.0, poll: float = 0.002) -> N
         if time.monotonic() > deadline:
             raise TimeoutError("benchmark step timed out")
         await asyncio.sleep(poll)
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds used so far by this benchmark and every process it started, by role (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents, cpu, roles = {}, {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry)
+        parents[pid] = int(stat[1])
+        cpu[pid] = (int(stat[11]) + int(stat[12])) / tick
+        roles[pid] = ("Rasa" if "rasa_run" in command else "action server" if "rasa_sdk" in command
+                      else "gateway" if "--serve-gateway" in command else "Redis" if "redis" in command
+                      else "benchmark (driver and fake Bot API)")
+    me, totals = os.getpid(), collections.Counter()
+    for pid in cpu:
+        ancestor = pid
+        while ancestor not in (me, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == me:
+            totals[roles[pid] if pid != me else "benchmark (driver and fake Bot API)"] += cpu[pid]
+    return dict(totals)
 
 
 class Bench:
@@ -165,6 +194,7 @@ class Bench:
         self.next_chat += chats
         risky_expected = 0
         sends_before = self.sends_total()
+        cpu_before = process_cpu()
         start = time.monotonic()
         pushed = []
         for i in range(per_chat):
@@ -180,6 +210,8 @@ class Bench:
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
         ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
+        cpu_after = process_cpu()
+        cpu = {role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / len(ids) for role in cpu_after}
         sends = self.sends_total() - sends_before
         probes.cancel()
         await asyncio.gather(probes, return_exceptions=True)
@@ -200,7 +232,7 @@ class Bench:
                 "stored": stored[0], "stored_distinct": stored[1], "chats_answered": answered,
                 "chats": chats, "positives": screened_positive, "alerted": alerted,
                 "risky_sent": risky_expected, "cards_under_load": cards_under_load,
-                "sends": sends, "sends_per_second": sends / elapsed}
+                "sends": sends, "sends_per_second": sends / elapsed, "cpu": cpu}
 
     async def paced(self, rate: float, seconds: float, chats: int, risky_share: float) -> dict:
         """Messages arriving at ``rate`` a second (not all at once) over ``chats`` chats: does the
@@ -306,6 +338,12 @@ async def drive(api: FakeBotApi, store: Store, quick: bool) -> str:
         f"throughput: {t['messages']} messages over {t['chats']} chats in {t['seconds']:.1f} s"
         f" = {t['per_second']:.1f} messages/s; the bot sent {t['sends']} messages"
         f" ({t['sends_per_second']:.1f} a second: replies, cards and staff alerts)")
+    roles = sorted(t["cpu"].items(), key=lambda item: -item[1])
+    total = sum(t["cpu"].values())
+    lines.append(
+        "  CPU per client message during it: " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in roles)
+        + f"; in all {total:.1f} ms, so {os.cpu_count()} cores allow at most"
+        f" {os.cpu_count() * 1000 / total:.1f} messages/s (probe messages included)")
     if t["cards_under_load"]:
         lines.append(f"  during it, risky message from a new chat → hotline card: {summary(t['cards_under_load'])}")
     lines.append(

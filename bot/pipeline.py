@@ -15,7 +15,11 @@ The pipeline knows no channel's ids beyond the opaque ``Inbound.ref``."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -164,6 +168,57 @@ class NoAnswer(Exception):
     """Rasa answered a client's text with no message at all."""
 
 
+_screen_threads: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _screen_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The one thread every pipeline of this process screens in (the screener is not shared
+    between threads)."""
+    if not _screen_threads:
+        _screen_threads.append(concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="screen"))
+    return _screen_threads[0]
+
+
+class ScreeningGate:
+    """One screen at a time: messages whose turn has come first, then those screened ahead of
+    their turn; each kind in the order it asked."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._now: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._ahead: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *, ahead: bool = False) -> AsyncIterator[None]:
+        if self._busy or self._now or self._ahead:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue = self._ahead if ahead else self._now
+            queue.append(waiter)
+            try:
+                await waiter  # the leaving holder hands its place over
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand_over()  # handed over as this waiter was cancelled: pass it on
+                else:
+                    queue.remove(waiter)
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        for queue in (self._now, self._ahead):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._busy = False
+
+
 class Pipeline:
     """Handle inbound messages end to end."""
 
@@ -180,6 +235,16 @@ class Pipeline:
         self.rasa = rasa
         self.sink = sink
         self.default_region = default_region
+        # Messages are screened one at a time, in a thread of their own, and a message whose
+        # turn has come (its chat has nothing else in progress) before messages screened ahead
+        # of their turn (queued behind their chat's previous message); each kind in the order
+        # it came. A burst (a backlog after an outage, many chats at once) dispatches hundreds
+        # of queued messages together. Screened on the event loop, they held it for the whole
+        # backlog (12-13 s at the start of the benchmark's burst): replies waited to be sent,
+        # chats' next turns waited, and Rasa sat idle. In the thread, the encoder (ONNX runtime,
+        # which releases the interpreter) runs beside the loop, which keeps forwarding and
+        # sending; a new client's message is screened before the backlog of queued ones.
+        self._screening = ScreeningGate()
 
     async def handle(self, inbound: Inbound) -> list[Event]:
         """Run one message through the pipeline; return the events in the order emitted.
@@ -241,7 +306,7 @@ class Pipeline:
         through ``handle`` in its turn, with ``inbound.screened_ahead`` set, and nothing is done
         twice (the ask tier and the dialogue run there, in order).
         """
-        await self._record(inbound)
+        await self._record(inbound, ahead=True)
 
     async def _intake(self, inbound: Inbound) -> "Turn":
         """Store, screen and (if positive) escalate one message: the half that never waits on Rasa.
@@ -263,7 +328,7 @@ class Pipeline:
                 turn.converse = False  # the question is this turn's reply; a "no" forwards the message
         return turn
 
-    async def _record(self, inbound: Inbound) -> "Turn":
+    async def _record(self, inbound: Inbound, ahead: bool = False) -> "Turn":
         """Store and screen one message; on a positive screen, the card and the page."""
         region = (inbound.region or self.default_region).upper()
         # Store before anything acts on it. A StorageError propagates: the caller must
@@ -284,7 +349,9 @@ class Pipeline:
             turn.converse = False  # the dialogue may have run; never answer twice
         if screening is None:
             # Screen first; never depends on Rasa (invariant 1).
-            screening = self._screen(inbound.text)
+            async with self._screening.turn(ahead=ahead):
+                screening = await asyncio.get_running_loop().run_in_executor(
+                    _screen_thread(), self._screen, inbound.text)
             self.store.store_screening(stored.message_id, screening)
         turn.screening = screening
         if screening["escalate"]:

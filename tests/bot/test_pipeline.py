@@ -297,3 +297,75 @@ def test_an_empty_answer_from_rasa_gets_the_fail_safe_reply_and_card(store, fake
     texts = [e.text for e in events if isinstance(e, Reply)]
     assert texts[0] == FAILSAFE_TEXT and "988" in texts[1]
     assert [m["text"] for m in store.messages("console:c-empty") if m["direction"] == "in"] == ["are you there?"]
+
+
+def test_the_screening_gate_lets_one_in_at_a_time_turns_first_then_queued_in_order():
+    from bot.pipeline import ScreeningGate
+
+    async def scenario():
+        gate, order, inside = ScreeningGate(), [], []
+
+        async def screen(name, ahead):
+            async with gate.turn(ahead=ahead):
+                inside.append(name)
+                assert len(inside) == 1
+                order.append(name)
+                await asyncio.sleep(0.001)
+                inside.remove(name)
+
+        first = asyncio.create_task(screen("first", False))
+        await asyncio.sleep(0)  # it holds the gate
+        queued = [asyncio.create_task(screen(f"queued-{i}", True)) for i in range(3)]
+        cancelled = asyncio.create_task(screen("cancelled", True))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        new = asyncio.create_task(screen("new chat", False))
+        await asyncio.gather(first, *queued, new)
+        await asyncio.gather(cancelled, return_exceptions=True)
+        async with gate.turn():  # free again: entered at once
+            order.append("after")
+        return order
+
+    assert run(scenario()) == ["first", "new chat", "queued-0", "queued-1", "queued-2", "after"]
+
+
+def test_a_backlog_of_queued_messages_does_not_hold_up_a_new_clients_card_or_the_event_loop(store, fake_rasa, sink):
+    """Forty messages queued behind their chats' previous ones are screened ahead (slowly: 20 ms
+    each), then a new client's risky message comes: its card goes out before the backlog is
+    screened, and the event loop keeps running while screens run (in their thread)."""
+    import time
+
+    from conftest import FakeScreener
+
+    class SlowScreener(FakeScreener):
+        def screen(self, text):
+            time.sleep(0.02)
+            return super().screen(text)
+
+    async def scenario():
+        pipeline = make_pipeline(store, SlowScreener(), fake_rasa, sink)
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        clock = asyncio.create_task(ticker())
+        backlog = [asyncio.create_task(pipeline.screen_ahead(Inbound(chat=f"busy{i % 5}", text=f"queued {i} RISK")))
+                   for i in range(40)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        events = await pipeline.handle(Inbound(chat="newcomer", text="RISK now"))
+        card_after = time.monotonic() - started
+        screened_before_card = len({m["id"] for m in store.db.query(
+            "select message_id as id from screenings")}) - 1
+        await asyncio.gather(*backlog)
+        clock.cancel()
+        return events, card_after, screened_before_card, ticks
+
+    events, card_after, screened_before_card, ticks = run(scenario())
+    assert [e.kind for e in events if isinstance(e, Reply)][0] == "card"
+    assert card_after < 0.2 and screened_before_card < 10  # not behind 40 × 20 ms of screens
+    assert ticks > 100  # 40 × 20 ms of screening: the loop kept turning meanwhile
