@@ -299,47 +299,50 @@ def test_an_empty_answer_from_rasa_gets_the_fail_safe_reply_and_card(store, fake
     assert [m["text"] for m in store.messages("console:c-empty") if m["direction"] == "in"] == ["are you there?"]
 
 
-def test_the_screening_gate_lets_one_in_at_a_time_turns_first_then_queued_in_order():
+def test_the_screening_gate_lets_one_in_at_a_time_in_the_order_the_messages_arrived():
     from bot.pipeline import ScreeningGate
 
     async def scenario():
         gate, order, inside = ScreeningGate(), [], []
 
-        async def screen(name, ahead):
-            async with gate.turn(ahead=ahead):
-                inside.append(name)
+        async def screen(arrived):
+            async with gate.turn(arrived):
+                inside.append(arrived)
                 assert len(inside) == 1
-                order.append(name)
+                order.append(arrived)
                 await asyncio.sleep(0.001)
-                inside.remove(name)
+                inside.remove(arrived)
 
-        first = asyncio.create_task(screen("first", False))
+        first = asyncio.create_task(screen(5))
         await asyncio.sleep(0)  # it holds the gate
-        queued = [asyncio.create_task(screen(f"queued-{i}", True)) for i in range(3)]
-        cancelled = asyncio.create_task(screen("cancelled", True))
+        later = [asyncio.create_task(screen(n)) for n in (9, 7, 8)]
+        cancelled = asyncio.create_task(screen(6))
         await asyncio.sleep(0)
         cancelled.cancel()
-        new = asyncio.create_task(screen("new chat", False))
-        await asyncio.gather(first, *queued, new)
+        earlier = asyncio.create_task(screen(4))  # asks last, arrived first
+        await asyncio.gather(first, *later, earlier)
         await asyncio.gather(cancelled, return_exceptions=True)
-        async with gate.turn():  # free again: entered at once
+        async with gate.turn(1):  # free again: entered at once
             order.append("after")
         return order
 
-    assert run(scenario()) == ["first", "new chat", "queued-0", "queued-1", "queued-2", "after"]
+    assert run(scenario()) == [5, 4, 7, 8, 9, "after"]
 
 
-def test_a_backlog_of_queued_messages_does_not_hold_up_a_new_clients_card_or_the_event_loop(store, fake_rasa, sink):
+def test_a_backlog_of_queued_messages_is_screened_in_arrival_order_beside_the_event_loop(store, fake_rasa, sink):
     """Forty messages queued behind their chats' previous ones are screened ahead (slowly: 20 ms
-    each), then a new client's risky message comes: its card goes out before the backlog is
-    screened, and the event loop keeps running while screens run (in their thread)."""
+    each); the message whose turn it is, which arrived before them, is screened first although it
+    asks last, its card goes out at once, and the event loop keeps turning while screens run."""
     import time
 
     from conftest import FakeScreener
 
+    screened = []
+
     class SlowScreener(FakeScreener):
         def screen(self, text):
             time.sleep(0.02)
+            screened.append(text)
             return super().screen(text)
 
     async def scenario():
@@ -353,19 +356,21 @@ def test_a_backlog_of_queued_messages_does_not_hold_up_a_new_clients_card_or_the
                 ticks += 1
 
         clock = asyncio.create_task(ticker())
-        backlog = [asyncio.create_task(pipeline.screen_ahead(Inbound(chat=f"busy{i % 5}", text=f"queued {i} RISK")))
-                   for i in range(40)]
+        backlog = [asyncio.create_task(pipeline.screen_ahead(
+            Inbound(chat=f"busy{i % 5}", text=f"queued {i} RISK", channel="telegram", ref=100 + i)))
+            for i in range(40)]
         await asyncio.sleep(0.05)
         started = time.monotonic()
-        events = await pipeline.handle(Inbound(chat="newcomer", text="RISK now"))
+        events = await pipeline.handle(Inbound(chat="first", text="RISK now", channel="telegram", ref=99))
         card_after = time.monotonic() - started
-        screened_before_card = len({m["id"] for m in store.db.query(
-            "select message_id as id from screenings")}) - 1
         await asyncio.gather(*backlog)
         clock.cancel()
-        return events, card_after, screened_before_card, ticks
+        return events, card_after, ticks
 
-    events, card_after, screened_before_card, ticks = run(scenario())
+    events, card_after, ticks = run(scenario())
     assert [e.kind for e in events if isinstance(e, Reply)][0] == "card"
-    assert card_after < 0.2 and screened_before_card < 10  # not behind 40 × 20 ms of screens
-    assert ticks > 100  # 40 × 20 ms of screening: the loop kept turning meanwhile
+    assert screened.index("RISK now") <= 3  # only the screens already running went before it
+    queued = [int(t.split()[1]) for t in screened if t.startswith("queued")]
+    assert queued[3:] == sorted(queued[3:])  # past the first few, in arrival order
+    assert card_after < 0.2
+    assert ticks > 100  # 41 × 20 ms of screening: the loop kept turning meanwhile
