@@ -26,9 +26,15 @@ classes are looked up once here and kept by type name, the first match winning a
 loop, with Rasa's own function for any name not found.
 
 The SQL tracker store reads a conversation's events as ORM objects, one per row, only to take
-their ``data`` column (``SQLTrackerStore._retrieve``); ``sql_retrieve`` below runs Rasa's own
-query (``_event_query``: the same rows, the same order) for that column alone: 32 → 22 ms for
-a conversation of 760 events here, the same tracker.
+their ``data`` column (``SQLTrackerStore._retrieve``), and counts the rows already stored
+before every save with its whole query. ``sql_retrieve`` and ``sql_save`` below keep each
+conversation's rows of its latest session (as Rasa's query returns them) and read only the
+rows written since, checked against the count and highest id of the conversation's rows, so
+other workers' writes are read; a save takes the number stored from them. ``tracker_copy``
+copies a tracker's replayed state instead of replaying every event (the processor copies the
+tracker for every action), and ``graph_run`` runs the model's graph (every parse and
+prediction) node after node without dask's scheduler. Each is tested against Rasa's own
+function (tests/bot/test_rasa_run.py).
 
 And the tracker store on SQLite (the default, ``tracker.db`` beside the case store) keeps its
 connection open, as the case store does, instead of opening the file and reading its schema

@@ -94,7 +94,8 @@ def launcher(monkeypatch):
     import structlog
 
     monkeypatch.setattr(structlog.processors, "dict_tracebacks", structlog.processors.dict_tracebacks)
-    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_tracker_copy", "_rasa_graph_run", "_rasa_states_for_tracker_history",
+    for name in ("_rasa_engine_kwargs", "_rasa_resolve_by_type", "_rasa_tracker_copy", "_rasa_graph_run",
+                 "_rasa_states_for_tracker_history",
                  "_rasa_endpoint_session", "_rasa_load_agent_on_start"):
         monkeypatch.setattr(rasa_run, name, [])
     monkeypatch.setattr(rasa_run, "_event_types", {})
