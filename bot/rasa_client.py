@@ -52,11 +52,13 @@ class RasaClient:
         self.timeout = timeout
         self._auth = {"token": token} if token else {}  # for Rasa's HTTP API, not the webhook
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         """The session of the running event loop (made on first use: a session belongs to one loop)."""
-        session = self._session
-        if session is None or session.closed or session._loop is not asyncio.get_running_loop():
+        session, loop = self._session, asyncio.get_running_loop()
+        if session is None or session.closed or self._session_loop is not loop:
+            self._session_loop = loop
             session = self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False,
                 json_serialize=json.dumps)

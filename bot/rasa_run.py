@@ -296,11 +296,11 @@ async def sql_save(self: Any, tracker: Any) -> None:
             kept = None
             stored = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).count()
         written = []
-        for event in list(tracker.events)[stored:]:
-            data = event.as_dict()
+        for unstored in list(tracker.events)[stored:]:
+            data = unstored.as_dict()
             row = self.SQLEvent(
                 sender_id=sender_id,
-                type_name=event.type_name,
+                type_name=unstored.type_name,
                 timestamp=data.get("timestamp"),
                 intent_name=data.get("parse_data", {}).get("intent", {}).get(INTENT_NAME_KEY),
                 action_name=data.get("name"),

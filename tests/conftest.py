@@ -133,6 +133,17 @@ class RecordingSink:
         self.events.append(event)
 
 
+async def serve_app(app: Any) -> tuple[Any, str]:
+    """Serve an aiohttp ``web.Application`` on a free loopback port: (runner to clean up, base URL)."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+
 @pytest.fixture
 def store(tmp_path) -> Store:
     s = Store(tmp_path / "triage.db")

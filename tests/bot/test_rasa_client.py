@@ -38,6 +38,7 @@ def test_a_triggered_intent_asks_rasa_for_its_messages_without_the_conversations
     from aiohttp import web
 
     from bot.rasa_client import RasaClient, RasaUnavailable
+    from conftest import serve_app
 
     seen = []
 
@@ -50,12 +51,8 @@ def test_a_triggered_intent_asks_rasa_for_its_messages_without_the_conversations
     async def run():
         app = web.Application()
         app.router.add_post("/conversations/{sender}/trigger_intent", answer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        client = RasaClient(f"http://127.0.0.1:{port}", token="secret")
+        runner, base = await serve_app(app)
+        client = RasaClient(base, token="secret")
         try:
             replies = await client.trigger_intent("telegram:1", "EXTERNAL_risk", {"risk_category": "self_harm"})
             with pytest.raises(RasaUnavailable):

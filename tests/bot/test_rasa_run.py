@@ -450,6 +450,8 @@ def test_requests_to_the_action_server_carry_the_same_json(launcher):
     from aiohttp import web
     from rasa.utils.endpoints import EndpointConfig
 
+    from conftest import serve_app
+
     received, raw = [], []
 
     async def handler(request):
@@ -463,13 +465,9 @@ def test_requests_to_the_action_server_carry_the_same_json(launcher):
     async def run():
         app = web.Application()
         app.router.add_post("/webhook", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        runner, base = await serve_app(app)
         try:
-            endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook", headers={"X-Clinic": "one"},
+            endpoint = EndpointConfig(f"{base}/webhook", headers={"X-Clinic": "one"},
                                       basic_auth={"username": "rasa", "password": "pw"})
             return await endpoint.request(json=body, method="post")
         finally:

@@ -11,6 +11,7 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import HTTPXRequest
 
 from bot.telegram.request import AiohttpRequest
+from conftest import serve_app
 
 TOKEN = "123456:SECRET-token-never-in-a-message"
 
@@ -40,11 +41,8 @@ async def recording_api(seen: list, *, hang: bool = False):
 
     app = web.Application()
     app.router.add_post("/bot{token}/{method}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/bot"
+    runner, base = await serve_app(app)
+    return runner, f"{base}/bot"
 
 
 async def calls(request) -> list:
