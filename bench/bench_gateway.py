@@ -207,9 +207,7 @@ class Bench:
         # under that load, risky messages from new chats: time to the hotline card
         probe_pushes: list = []
         probes = asyncio.create_task(self.cards_under_load(probe_pushes, count=30, every=1.0))
-        await wait_until(lambda: self.store.db.execute(
-            f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
-        ).fetchone()[0] == len(ids), timeout=600, poll=0.05)
+        await wait_until(lambda: self.done_between(min(ids), max(ids)) == len(ids), timeout=600, poll=0.05)
         elapsed = time.monotonic() - start
         cpu_after = process_cpu()
         cpu = {role: (cpu_after[role] - cpu_before.get(role, 0.0)) * 1000 / len(ids) for role in cpu_after}
@@ -257,9 +255,7 @@ class Bench:
             if risky:
                 risky_pushes.append((chat, before, at))
         offered = total / (time.monotonic() - start)
-        await wait_until(lambda: self.store.db.execute(
-            f"select count(*) from updates where status = 'done' and update_id between {min(ids)} and {max(ids)}"
-        ).fetchone()[0] == len(ids), timeout=900, poll=0.05)
+        await wait_until(lambda: self.done_between(min(ids), max(ids)) == len(ids), timeout=900, poll=0.05)
         finished = time.monotonic()
         return {"messages": total, "offered": offered, "backlog": backlog,
                 "cards": [self.card_latency(*push) for push in risky_pushes],
@@ -267,6 +263,7 @@ class Bench:
                 "lag": finished - (start + seconds)}
 
     def done_between(self, first: int, last: int) -> int:
+        """Updates with ids in [first, last] that the gateway has finished."""
         return self.store.db.execute(
             "select count(*) from updates where status = 'done' and update_id between ? and ?", [first, last]).fetchone()[0]
 
