@@ -10,10 +10,16 @@ with aiohttp (already installed: Rasa depends on it) 0.29 ms.
 What PTB relies on is kept: the same form fields (URL-encoded, or multipart when a file is
 sent, such as a transcript), the same user agent, each call's read, write, connect and pool
 time-outs (a request's whole time is bounded by their sum, as aiohttp has no write time-out of
-its own), proxies from the environment as httpx reads them, and the same errors: ``TimedOut``
+its own), proxies from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``NO_PROXY``, a
+proxy's password in ``~/.netrc``) as httpx reads them, and the same errors: ``TimedOut``
 for a time-out and ``NetworkError`` for anything else that stops the request. PTB's own code
 (``BaseRequest.post``) turns status codes and Telegram's answers into its errors, as before.
 An error's message names the aiohttp exception's class only: the URL holds the bot's token.
+
+The proxy for a host is looked up once, when the first request goes to it, not on every request
+(aiohttp's ``trust_env`` reads the environment and ``~/.netrc`` each time: 2.6 % of the
+gateway's CPU at 10 concurrent chats, bench/results/profile-findings.md). A service reads its
+environment when it starts; a changed proxy takes a restart, as for every other setting.
 """
 
 from __future__ import annotations
@@ -22,17 +28,27 @@ import asyncio
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+from yarl import URL
+
+
+def proxy_from_env(url: URL) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy aiohttp's ``trust_env`` would use for ``url``: (None, None) for none."""
+    try:
+        return get_env_proxy_for_url(url)
+    except LookupError:  # no proxy for the scheme, or NO_PROXY names the host
+        return None, None
 
 
 class AiohttpRequest(BaseRequest):
     """A ``BaseRequest`` on one ``aiohttp.ClientSession`` (connections kept alive and reused)."""
 
     __slots__ = ("_connect_timeout", "_media_write_timeout", "_pool_size", "_pool_timeout",
-                 "_read_timeout", "_session", "_write_timeout")
+                 "_proxies", "_read_timeout", "_session", "_write_timeout")
 
     def __init__(
         self,
@@ -51,6 +67,7 @@ class AiohttpRequest(BaseRequest):
         self._pool_timeout = pool_timeout
         self._media_write_timeout = media_write_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}  # by origin
 
     @property
     def read_timeout(self) -> float | None:
@@ -60,8 +77,15 @@ class AiohttpRequest(BaseRequest):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
-                trust_env=True,  # HTTPS_PROXY, NO_PROXY…, as httpx reads them
+                trust_env=False,  # the environment's proxy is looked up once a host: proxy()
             )
+
+    def proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The environment's proxy for the origin of ``url``, looked up once for each origin."""
+        origin = "/".join(url.split("/", 3)[:3])  # scheme://host:port, never the path's token
+        if origin not in self._proxies:
+            self._proxies[origin] = proxy_from_env(URL(url))
+        return self._proxies[origin]
 
     async def shutdown(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -104,9 +128,11 @@ class AiohttpRequest(BaseRequest):
             for name, (filename, content, mimetype) in files.items():
                 form.add_field(name, content, filename=filename, content_type=mimetype)
             data = form
+        proxy, proxy_auth = self.proxy(url)
         try:
             async with self._session.request(
                 method, url, data=data, headers={"User-Agent": self.USER_AGENT}, timeout=timeout,
+                proxy=proxy, proxy_auth=proxy_auth,
             ) as response:
                 return response.status, await response.read()
         except asyncio.TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too

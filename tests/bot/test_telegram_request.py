@@ -33,7 +33,10 @@ async def recording_api(seen: list, *, hang: bool = False):
         else:
             fields = dict(await request.post())
         seen.append({"method": request.match_info["method"], "type": request.content_type,
-                     "fields": fields, "files": files, "agent": request.headers.get("User-Agent")})
+                     "fields": fields, "files": files, "agent": request.headers.get("User-Agent"),
+                     # a request sent to a proxy names the whole URL (RFC 9112, 3.2.2)
+                     "proxied_to": request.host if request.raw_path.startswith("http://") else None,
+                     "proxy_auth": request.headers.get("Proxy-Authorization")})
         result = {"message_id": 7, "date": 0, "chat": {"id": 42, "type": "private"}, "text": "ok"}
         if request.match_info["method"] == "getMe":
             result = {"id": 1, "is_bot": True, "first_name": "Triage", "username": "triage_bot"}
@@ -45,11 +48,14 @@ async def recording_api(seen: list, *, hang: bool = False):
     return runner, f"{base}/bot"
 
 
-async def calls(request) -> list:
+async def calls(request, *, base_url: str | None = None) -> list:
+    """getMe, a message with buttons and a document, sent through ``request`` to a recording API.
+
+    With ``base_url`` the bot is pointed there instead (a host only a proxy can reach)."""
     seen: list = []
     runner, base = await recording_api(seen)
     try:
-        async with Bot(TOKEN, base_url=base, request=request, get_updates_request=request) as bot:
+        async with Bot(TOKEN, base_url=base_url or base, request=request, get_updates_request=request) as bot:
             buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Claim", callback_data="claim:1")]])
             sent = await bot.send_message(42, "Case 1 — «urgent» & <b>", reply_markup=buttons, parse_mode="HTML")
             assert sent.message_id == 7
@@ -70,6 +76,46 @@ def test_requests_carry_the_same_fields_files_and_agent_as_ptbs_own():
         assert mine["type"] == reference["type"]
         assert mine["agent"] == reference["agent"]
     assert ours[2]["files"]["document"][2] == b"# case 1\nclient text"
+
+
+def use_proxy(monkeypatch, proxy: str | None, no_proxy: str | None = None) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    if proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+    if no_proxy:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+
+
+@pytest.mark.parametrize("make", [AiohttpRequest, HTTPXRequest], ids=["ours", "ptbs-httpx"])
+def test_the_environments_proxy_carries_every_request_with_its_password(monkeypatch, make):
+    """A clinic behind an outbound proxy sets HTTP(S)_PROXY: the bot's requests go through it."""
+
+    async def run():
+        seen: list = []
+        runner, proxy = await recording_api(seen)  # it answers as the Bot API would, as a proxy
+        use_proxy(monkeypatch, proxy.replace("http://", "http://clinic:s3cret@").removesuffix("/bot"))
+        try:
+            # a host this machine cannot resolve: only the proxy can reach it
+            async with Bot(TOKEN, base_url="http://api.telegram.invalid/bot", request=make(),
+                           get_updates_request=make()) as bot:
+                await bot.send_message(42, "hello")
+        finally:
+            await runner.cleanup()
+        return seen
+
+    seen = asyncio.run(run())
+    assert [call["method"] for call in seen] == ["getMe", "sendMessage"]
+    assert {call["proxied_to"] for call in seen} == {"api.telegram.invalid"}
+    assert {call["proxy_auth"] for call in seen} == {"Basic Y2xpbmljOnMzY3JldA=="}  # clinic:s3cret
+
+
+def test_no_proxy_sends_requests_to_its_hosts_directly(monkeypatch):
+    use_proxy(monkeypatch, "http://127.0.0.1:9", no_proxy="127.0.0.1")  # port 9: nothing listens
+    seen = asyncio.run(calls(AiohttpRequest()))
+    assert [call["method"] for call in seen] == ["getMe", "sendMessage", "sendDocument"]
+    assert {call["proxied_to"] for call in seen} == {None}
 
 
 def test_a_silent_server_is_a_time_out_and_a_closed_port_a_network_error_without_the_token():
