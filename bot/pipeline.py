@@ -39,7 +39,7 @@ from bot.escalation import (
     record_review,
 )
 from bot.hotlines import hotline_card
-from bot.rasa_client import RasaClient, RasaReply, RasaUnavailable, neutralise
+from bot.rasa_client import UNKNOWN, RasaClient, RasaReply, RasaUnavailable, neutralise
 from bot.store import Store, now
 
 log = logging.getLogger(__name__)
@@ -395,7 +395,7 @@ class Pipeline:
         if pending is not None and await self._answer(turn, pending):
             return
         if await self._to_rasa(turn, turn.said, screening) and screening["escalate"]:
-            await self._start_crisis_flow(turn, screening)
+            await self._start_crisis_flow(turn, screening, turn.rasa_loop)
 
     async def _to_rasa(self, turn: "Turn", text: str, screening: dict[str, Any]) -> bool:
         """Send one client text to Rasa and emit its replies; False when Rasa did not answer."""
@@ -409,7 +409,8 @@ class Pipeline:
         summary = {key: screening.get(key) for key in ("escalate", "tier", "categories", "priority")}
         metadata = {"screening": summary, "region": turn.region, "channel": turn.inbound.channel}
         try:
-            replies = await self.rasa.send(turn.inbound.conversation_id, forwarded, metadata)
+            answer = await self.rasa.turn(turn.inbound.conversation_id, forwarded, metadata)
+            replies, turn.rasa_loop = answer.replies, answer.active_loop
             if not replies:
                 # Every flow answers each message; Rasa's REST channel answers an empty list
                 # when it failed on the message (e.g. its lock store went away): fail safe.
@@ -463,18 +464,22 @@ class Pipeline:
         await self._start_crisis_flow(turn, {"categories": categories, "priority": priority})
         return True
 
-    async def _start_crisis_flow(self, turn: "Turn", screening: dict[str, Any]) -> None:
+    async def _start_crisis_flow(self, turn: "Turn", screening: dict[str, Any], loop: str | None = UNKNOWN) -> None:
         """Ask Rasa to run the crisis flow for a positive screen unless one is running.
 
         Rasa decides the dialogue (it may, for example, acknowledge instead of repeating a
         flow just finished); the gateway only makes sure Rasa knows what the screen found.
+        ``loop`` is the form active after the message's own turn, as Rasa's answer gave it;
+        when it is not known, Rasa is asked (its whole tracker, every session: slower).
         """
         primary = next((c for c in FLOW_PRECEDENCE if c in screening["categories"]), None)
         if primary is None:
             return
         conversation_id = turn.inbound.conversation_id
         try:
-            if await self.rasa.active_loop(conversation_id) in CRISIS_LOOPS:
+            if loop == UNKNOWN:
+                loop = await self.rasa.active_loop(conversation_id)
+            if loop in CRISIS_LOOPS:
                 return
             replies = await self.rasa.trigger_intent(
                 conversation_id,
@@ -517,6 +522,7 @@ class Turn:
         self.converse = True
         self.resumed = False  # stored before by a run that may have answered it (a replay)
         self.screening: dict[str, Any] = {}
+        self.rasa_loop: str | None = UNKNOWN  # the form active after Rasa's turn, if it said
 
     async def reply(self, text: str, *, buttons: list[str] | None = None, kind: str = "reply") -> None:
         event = Reply(self.inbound.chat, text, buttons or [], kind)

@@ -44,6 +44,19 @@ class RasaReply:
     custom: dict[str, Any] | None = None
 
 
+UNKNOWN = "?"  # RasaTurn.active_loop when Rasa's answer did not say (a loop name has no "?")
+ACTIVE_LOOP_HEADER = "X-Triage-Active-Loop"  # bot/rasa_channel.py
+
+
+@dataclass
+class RasaTurn:
+    """Rasa's answer to one client message: its replies, and the form active once the turn was
+    saved (None: none; ``UNKNOWN``: the answer did not say)."""
+
+    replies: list[RasaReply]
+    active_loop: str | None = UNKNOWN
+
+
 class RasaClient:
     """Send client messages to Rasa's REST webhook."""
 
@@ -70,15 +83,19 @@ class RasaClient:
         self._session = None
 
     async def _call(self, method: str, path: str, *, json_body: Any = None,
-                    params: dict[str, str] | None = None, timeout: float | None = None) -> Any:
+                    params: dict[str, str] | None = None, timeout: float | None = None,
+                    headers: dict[str, str] | None = None) -> Any:
         """One request; its answer's JSON. Any failure (refused, timed out, an error status, an
-        answer that is not JSON) is ``RasaUnavailable``, caused by what went wrong."""
+        answer that is not JSON) is ``RasaUnavailable``, caused by what went wrong. ``headers``,
+        if given, gets the answer's headers (names in lower case)."""
         options: dict[str, Any] = {"params": params or None, "json": json_body}
         if timeout is not None:
             options["timeout"] = aiohttp.ClientTimeout(total=timeout)
         try:
             async with self._client().request(method, f"{self.base_url}{path}", **options) as response:
                 body = await response.read()
+                if headers is not None:
+                    headers.update((name.lower(), value) for name, value in response.headers.items())
                 if response.status >= 400:
                     raise RasaUnavailable(f"Rasa answered {response.status}") from RasaHTTPError(response.status)
             return json.loads(body) if body else None
@@ -86,13 +103,17 @@ class RasaClient:
             # the class only: an aiohttp error can quote the URL, and an API call's holds the token
             raise RasaUnavailable(type(exc).__name__) from exc
 
-    async def send(self, sender: str, text: str, metadata: dict[str, Any]) -> list[RasaReply]:
-        """Forward one message (neutralised) and return Rasa's replies."""
+    async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> RasaTurn:
+        """Forward one message (neutralised): Rasa's replies, and the form active after the
+        turn when Rasa's answer says it (``X-Triage-Active-Loop``, bot/rasa_channel.py)."""
         body = {"sender": sender, "message": neutralise(text), "metadata": metadata}
-        items = await self._call("POST", "/webhooks/rest/webhook", json_body=body)
+        headers: dict[str, str] = {}
+        items = await self._call("POST", "/webhooks/rest/webhook", json_body=body, headers=headers)
         if not isinstance(items, list):
             raise RasaUnavailable("Rasa answered with something other than a list of messages")
-        return [parse_reply(item) for item in items if isinstance(item, dict)]
+        replies = [parse_reply(item) for item in items if isinstance(item, dict)]
+        loop = headers.get(ACTIVE_LOOP_HEADER.lower())
+        return RasaTurn(replies, UNKNOWN if loop is None else (loop or None))
 
     async def active_loop(self, sender: str) -> str | None:
         """The name of the form active in the conversation, or None."""

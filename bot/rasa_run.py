@@ -52,6 +52,10 @@ on every prefix of every story). Stored events are parsed, and the tracker sent 
 server is written, with ujson instead of json (a Rasa dependency; 3× json here). And once the
 model is loaded the objects alive are frozen (``gc.freeze``): before, each full collection in
 Rasa's process walked TensorFlow's graph and took 0.3–0.8 s.
+
+Each save of a tracker tells the REST channel which form it has active (``save_tracker``), so
+a turn's answer says so (bot/rasa_channel.py) and the gateway need not read the whole
+conversation back to know whether a crisis flow is running.
 """
 
 from __future__ import annotations
@@ -645,6 +649,18 @@ def endpoint_session(self: Any) -> Any:
                                  json_serialize=ujson.dumps)
 
 
+_rasa_save_tracker: list[Any] = []
+
+
+async def save_tracker(self: Any, tracker: Any) -> None:
+    """``MessageProcessor.save_tracker``, then the REST channel is told which form the saved
+    tracker has active, for its answer's header (bot/rasa_channel.py)."""
+    await _rasa_save_tracker[0](self, tracker)
+    from bot.rasa_channel import record_saved
+
+    record_saved(tracker)
+
+
 _rasa_load_agent_on_start: list[Any] = []
 
 
@@ -701,6 +717,11 @@ def install() -> None:
     if not _rasa_endpoint_session:
         _rasa_endpoint_session.append(EndpointConfig.session)
         EndpointConfig.session = endpoint_session
+    from rasa.core.processor import MessageProcessor
+
+    if not _rasa_save_tracker:
+        _rasa_save_tracker.append(MessageProcessor.save_tracker)
+        MessageProcessor.save_tracker = save_tracker
     from rasa.shared.core.domain import Domain
 
     if not _rasa_states_for_tracker_history:

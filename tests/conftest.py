@@ -40,7 +40,7 @@ def _always_open_flows_file() -> str:
 os.environ["TRIAGE_FLOWS_FILE"] = _always_open_flows_file()
 
 from bot.pipeline import Alert, Reply  # noqa: E402
-from bot.rasa_client import RasaReply, RasaUnavailable  # noqa: E402
+from bot.rasa_client import UNKNOWN, RasaReply, RasaTurn, RasaUnavailable  # noqa: E402
 from bot.store import Store  # noqa: E402
 
 
@@ -94,6 +94,8 @@ class FakeRasa:
         self.replies: list[RasaReply] = [RasaReply(text="hello from the dialogue")]
         self.fail: Exception | None = None
         self.loop: str | None = None
+        self.says_loop = True  # the turn's answer says which form is active (bot/rasa_channel.py)
+        self.loop_asked = 0  # times asked for the active form separately (GET tracker)
         self.triggered: list[tuple[str, str, dict]] = []
         self.trigger_replies: list[RasaReply] = [RasaReply(text="first question of the flow")]
 
@@ -106,7 +108,12 @@ class FakeRasa:
             raise RasaUnavailable(str(self.fail)) from self.fail
         return list(self.replies)
 
+    async def turn(self, sender: str, text: str, metadata: dict) -> RasaTurn:
+        replies = await self.send(sender, text, metadata)
+        return RasaTurn(replies, self.loop if self.says_loop else UNKNOWN)
+
     async def active_loop(self, sender: str) -> str | None:
+        self.loop_asked += 1
         if self.fail:
             raise RasaUnavailable(str(self.fail)) from self.fail
         return self.loop

@@ -108,3 +108,33 @@ def test_goodbye(chat):
 def test_rasa_http_api_refuses_calls_without_the_token(rasa_stack):
     url = f"{rasa_stack.rasa_url}/conversations/anyone/tracker"
     assert httpx.get(url, timeout=30, trust_env=False).status_code == 401
+
+
+def test_each_turns_answer_says_the_active_form_as_the_tracker_does(rasa_stack):
+    """The gateway reads from a turn's answer whether a crisis form runs (bot/rasa_channel.py)
+    instead of asking for the whole tracker: the two must agree at every step of a flow."""
+    from bot.rasa_client import UNKNOWN
+
+    sender = f"console:loops{next(_ids)}"
+    metadata = {"screening": {"escalate": False}, "region": "US", "channel": "console"}
+
+    async def conversation() -> list[tuple[str | None, str | None]]:
+        client = RasaClient(rasa_stack.rasa_url, timeout=30, token=rasa_stack.token)
+        seen = []
+        try:
+            for step, text in enumerate(["hello", "TRIGGER", "yes", "no", "yes", "stop", "hello again"]):
+                if text == "TRIGGER":  # as the gateway asks for the suicide-risk flow
+                    await client.trigger_intent(sender, "EXTERNAL_screen_positive",
+                                                {"risk_category": "self_harm", "risk_priority": "urgent"})
+                    continue
+                turn = await client.turn(sender, text, metadata)
+                assert turn.replies, f"step {step}: Rasa answered nothing"
+                seen.append((turn.active_loop, await client.active_loop(sender)))
+        finally:
+            await client.close()
+        return seen
+
+    seen = asyncio.run(conversation())
+    assert all(said != UNKNOWN for said, _ in seen), seen
+    assert [said for said, _ in seen] == [asked for _, asked in seen], seen
+    assert "asq_form" in [said for said, _ in seen], seen  # the flow's answers ran inside the form

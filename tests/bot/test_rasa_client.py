@@ -68,3 +68,32 @@ def test_a_triggered_intent_asks_rasa_for_its_messages_without_the_conversations
     assert path == "/conversations/telegram:1/trigger_intent"
     assert query == {"include_events": "NONE", "token": "secret"}
     assert body == {"name": "EXTERNAL_risk", "entities": {"risk_category": "self_harm"}}
+
+
+@pytest.mark.parametrize("header,loop", [({"X-Triage-Active-Loop": "asq_form"}, "asq_form"),
+                                         ({"x-triage-active-loop": ""}, None), ({}, "?")])
+def test_a_turn_reads_the_active_form_from_the_answers_header(header, loop):
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.rasa_client import UNKNOWN, RasaClient
+    from conftest import serve_app
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response([{"text": "Thanks for telling me."}], headers=header)
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", answer)
+        runner, base = await serve_app(app)
+        client = RasaClient(base)
+        try:
+            return await client.turn("telegram:1", "hello", {})
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    turn = asyncio.run(run())
+    assert [reply.text for reply in turn.replies] == ["Thanks for telling me."]
+    assert turn.active_loop == loop and (loop != "?" or turn.active_loop == UNKNOWN)
