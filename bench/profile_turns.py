@@ -12,7 +12,10 @@ benign client messages through the pipeline (screen, store, Rasa client) in conv
   /proc and ``time.process_time``: figures that other load on the machine barely moves;
 - action-server round trips per turn (custom actions in the trackers);
 - with ``--py-spy``: a sampling profile of the Rasa process during the 40-turn conversations,
-  grouped by stage (NLU, policies, tracker store, action server), as shares of a turn.
+  grouped by stage (NLU, policies, tracker store, action server), as shares of a turn;
+- the gateway benchmark's mix (40-turn conversations, 20 % risky messages, so crisis flows
+  run): Rasa's CPU per call the gateway makes (a turn, a separate question for the active
+  form, a crisis flow's trigger) and per benign and risky client message.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from bot.rasa_endpoints import TRACKER_FILE, DialogueStores, sqlite_url  # noqa:
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
 from bot.store import Store  # noqa: E402
-from bench_gateway import BENIGN  # noqa: E402  (the same client messages as the gateway bench)
+from bench_gateway import BENIGN, RISKY  # noqa: E402  (the same client messages as the gateway bench)
 
 TICK = os.sysconf("SC_CLK_TCK")
 # Rasa's stages, by the frame that runs each (inclusive time; the rows may nest)
@@ -141,6 +144,50 @@ def spy_stages(raw: Path) -> list[str]:
     return [f"  {100 * inclusive[label] / whole:5.1f} %  {label}" for label, _, _ in STAGES]
 
 
+async def bench_mix(pipeline: Pipeline, rasa: RasaClient, rasa_pids: list[int], chats: int = 20) -> list[str]:
+    """Rasa's CPU per call and per client message in the gateway benchmark's mix (one at a time,
+    so each call's CPU is its own; /proc counts in ticks, so only sums over many calls count)."""
+    per_call: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+    originals = {name: getattr(rasa, name) for name in ("turn", "active_loop", "trigger_intent")}
+
+    def counted(name: str):
+        async def call(*args, **kwargs):
+            before = cpu_seconds(rasa_pids)
+            try:
+                return await originals[name](*args, **kwargs)
+            finally:
+                per_call[name] += cpu_seconds(rasa_pids) - before
+                calls[name] += 1
+        return call
+
+    per_kind: collections.Counter[str] = collections.Counter()
+    kinds: collections.Counter[str] = collections.Counter()
+    for name in originals:
+        setattr(rasa, name, counted(name))
+    try:
+        for c in range(chats):
+            for _ in range(40):
+                kind = "risky" if random.random() < 0.2 else "benign"
+                before = cpu_seconds(rasa_pids)
+                await pipeline.handle(Inbound(chat=f"mix-{c}", text=random.choice(RISKY if kind == "risky" else BENIGN),
+                                              channel="profile"))
+                per_kind[kind] += cpu_seconds(rasa_pids) - before
+                kinds[kind] += 1
+    finally:
+        for name, original in originals.items():
+            setattr(rasa, name, original)
+    labels = {"turn": "a turn", "active_loop": "the active form asked separately", "trigger_intent": "a crisis flow's trigger"}
+    return [
+        f"the gateway benchmark's mix ({chats} conversations of 40 turns, 20 % risky, one message at a time):"
+        f" Rasa's CPU per client message {1000 * sum(per_kind.values()) / max(1, sum(kinds.values())):.1f} ms"
+        f" (benign {1000 * per_kind['benign'] / max(1, kinds['benign']):.1f}, risky"
+        f" {1000 * per_kind['risky'] / max(1, kinds['risky']):.1f});"
+        + "".join(f" {labels[name]} {1000 * per_call[name] / calls[name]:.1f} ms ({calls[name]} calls);"
+                  for name in originals if calls[name]).rstrip(";")
+    ]
+
+
 async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path, raw_copy: str | None = None) -> list[str]:
     rasa = RasaClient(stack.rasa_url, timeout=60, token=stack.token)
     pipeline = Pipeline(store, get_screener(), rasa, NullSink())
@@ -176,6 +223,7 @@ async def measure(stack: RasaStack, store: Store, spy: bool, tmp: Path, raw_copy
                 lines += spy_stages(out)
                 if raw_copy:
                     shutil.copyfile(out, raw_copy)
+        lines += await bench_mix(pipeline, rasa, rasa_pids)
         screener = get_screener()
         texts = [random.choice(BENIGN) for _ in range(200)]
         t0 = time.process_time()
