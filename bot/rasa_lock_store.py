@@ -14,8 +14,8 @@ so an uncontended turn makes two round trips to Redis. Rasa's own steps make sev
 SET to issue, GET to check, GET, SET, GET and DEL to clean up), and as WATCH/MULTI/EXEC
 transactions ours made seven too: py-spy put 12 % of a Rasa worker's time in them at 10
 concurrent chats, and a worker's event loop waits for each (the client is synchronous). A
-turn that must wait for another of its conversation polls as Rasa's does. The value stays Rasa's JSON (``TicketLock.dumps``), so ``get_lock`` and
-Rasa's own tools read it as before.
+turn that must wait for another of its conversation polls as Rasa's does. The value stays
+Rasa's JSON (``TicketLock.dumps``), so ``get_lock`` and Rasa's own tools read it as before.
 
 Named in the endpoints file as ``type: bot.rasa_lock_store.AtomicRedisLockStore``; Rasa loads
 a lock store by module path and runs several Sanic workers with any lock store that is not
