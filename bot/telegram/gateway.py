@@ -32,7 +32,7 @@ from telegram.ext import (
 
 from bot.flows_config import flows_config
 from bot.pipeline import Alert, Inbound, Pipeline, Reply, Review
-from bot.rasa_client import RasaClient
+from bot.rasa_client import RasaClient, in_flight_for
 from bot.settings import Settings
 from bot.store import StorageError, Store
 from bot.telegram.outbox import AlertOutbox
@@ -378,7 +378,8 @@ async def run_telegram(
     if settings.webhook_url and not settings.webhook_secret:
         raise ValueError("TRIAGE_WEBHOOK_SECRET is required with TRIAGE_WEBHOOK_URL")
     store = Store(settings.db_path)
-    rasa = RasaClient(rasa_url, settings.rasa_timeout, rasa_token)
+    # at most one turn more in Rasa than it has workers; the rest wait here, in order (bot/rasa_client.py)
+    rasa = RasaClient(rasa_url, settings.rasa_timeout, rasa_token, in_flight=in_flight_for(settings.rasa_workers))
     gateway = TelegramGateway(settings, store, get_screener(), rasa)
     receive = (lambda: serve_webhook(gateway, stop)) if settings.webhook_url else None
     code = 0

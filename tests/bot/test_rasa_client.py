@@ -97,3 +97,123 @@ def test_a_turn_reads_the_active_form_from_the_answers_header(header, loop):
     turn = asyncio.run(run())
     assert [reply.text for reply in turn.replies] == ["Thanks for telling me."]
     assert turn.active_loop == loop and (loop != "?" or turn.active_loop == UNKNOWN)
+
+
+def test_at_most_in_flight_turns_are_in_rasa_at_once_and_the_rest_go_in_the_order_asked():
+    """The gateway keeps no more turns in Rasa than ``in_flight``; every turn is answered, and
+    those that waited reached Rasa in the order they were asked."""
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.rasa_client import RasaClient
+    from conftest import serve_app
+
+    inside, most, arrived = 0, 0, []
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal inside, most
+        body = await request.json()
+        arrived.append(body["sender"])
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.05)
+        inside -= 1
+        return web.json_response([{"text": f"hello {body['sender']}"}])
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", answer)
+        runner, base = await serve_app(app)
+        client = RasaClient(base, timeout=30, in_flight=2)
+        try:
+            return await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(8)))
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    turns = asyncio.run(run())
+    assert [turn.replies[0].text for turn in turns] == [f"hello telegram:{n}" for n in range(8)]
+    assert most == 2
+    assert arrived[2:] == [f"telegram:{n}" for n in range(2, 8)]  # the two first race each other
+
+
+def test_waiting_for_a_place_counts_towards_the_time_out():
+    """With Rasa stalled, every queued message gets its fail-safe after the time-out, not after
+    the time-outs of all those ahead of it (six of 0.4 s one after the other would take 2.4 s)."""
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from bot.rasa_client import RasaClient, RasaUnavailable
+    from conftest import serve_app
+
+    stalled = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await stalled.wait()
+        return web.json_response([])
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", stall)
+        runner, base = await serve_app(app)
+        client = RasaClient(base, timeout=0.4, in_flight=1)
+        started = time.monotonic()
+        try:
+            outcomes = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(6)),
+                                            return_exceptions=True)
+            return outcomes, time.monotonic() - started
+        finally:
+            stalled.set()
+            await client.close()
+            await runner.cleanup()
+
+    outcomes, took = asyncio.run(run())
+    assert all(isinstance(outcome, RasaUnavailable) for outcome in outcomes)
+    assert all(isinstance(outcome.__cause__, asyncio.TimeoutError) for outcome in outcomes)
+    assert took < 1.6
+
+
+def test_a_place_left_by_a_timed_out_request_goes_to_the_next():
+    """A request that timed out (waiting or in Rasa) gives its place back: later turns are
+    answered once Rasa answers again."""
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.rasa_client import RasaClient, RasaUnavailable
+    from conftest import serve_app
+
+    slow = {"telegram:0", "telegram:1"}
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["sender"] in slow:
+            await asyncio.sleep(1.0)
+        return web.json_response([{"text": "ok"}])
+
+    async def run():
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", answer)
+        runner, base = await serve_app(app)
+        client = RasaClient(base, timeout=0.3, in_flight=1)
+        try:
+            first = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(2)),
+                                         return_exceptions=True)
+            later = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(2, 6)))
+            return first, later
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    first, later = asyncio.run(run())
+    assert all(isinstance(outcome, RasaUnavailable) for outcome in first)
+    assert [turn.replies[0].text for turn in later] == ["ok"] * 4
+
+
+def test_the_gateway_keeps_one_turn_more_in_rasa_than_it_has_workers():
+    from bot.rasa_client import in_flight_for
+
+    assert [in_flight_for(workers) for workers in (1, 2, 4)] == [2, 3, 5]
