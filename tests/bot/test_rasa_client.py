@@ -99,15 +99,38 @@ def test_a_turn_reads_the_active_form_from_the_answers_header(header, loop):
     assert turn.active_loop == loop and (loop != "?" or turn.active_loop == UNKNOWN)
 
 
+
+def in_flight_client(handler, *, timeout: float, in_flight: int):
+    """A RasaClient with ``in_flight`` against a webhook answered by ``handler``: an async
+    context manager giving the client; the server and the client close on leaving."""
+    import contextlib
+
+    from aiohttp import web
+
+    from bot.rasa_client import RasaClient
+    from conftest import serve_app
+
+    @contextlib.asynccontextmanager
+    async def serving():
+        app = web.Application()
+        app.router.add_post("/webhooks/rest/webhook", handler)
+        runner, base = await serve_app(app)
+        client = RasaClient(base, timeout=timeout, in_flight=in_flight)
+        try:
+            yield client
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    return serving()
+
+
 def test_at_most_in_flight_turns_are_in_rasa_at_once_and_the_rest_go_in_the_order_asked():
     """The gateway keeps no more turns in Rasa than ``in_flight``; every turn is answered, and
     those that waited reached Rasa in the order they were asked."""
     import asyncio
 
     from aiohttp import web
-
-    from bot.rasa_client import RasaClient
-    from conftest import serve_app
 
     inside, most, arrived = 0, 0, []
 
@@ -122,15 +145,8 @@ def test_at_most_in_flight_turns_are_in_rasa_at_once_and_the_rest_go_in_the_orde
         return web.json_response([{"text": f"hello {body['sender']}"}])
 
     async def run():
-        app = web.Application()
-        app.router.add_post("/webhooks/rest/webhook", answer)
-        runner, base = await serve_app(app)
-        client = RasaClient(base, timeout=30, in_flight=2)
-        try:
+        async with in_flight_client(answer, timeout=30, in_flight=2) as client:
             return await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(8)))
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     turns = asyncio.run(run())
     assert [turn.replies[0].text for turn in turns] == [f"hello telegram:{n}" for n in range(8)]
@@ -146,8 +162,7 @@ def test_waiting_for_a_place_counts_towards_the_time_out():
 
     from aiohttp import web
 
-    from bot.rasa_client import RasaClient, RasaUnavailable
-    from conftest import serve_app
+    from bot.rasa_client import RasaUnavailable
 
     stalled = asyncio.Event()
 
@@ -156,19 +171,14 @@ def test_waiting_for_a_place_counts_towards_the_time_out():
         return web.json_response([])
 
     async def run():
-        app = web.Application()
-        app.router.add_post("/webhooks/rest/webhook", stall)
-        runner, base = await serve_app(app)
-        client = RasaClient(base, timeout=0.4, in_flight=1)
-        started = time.monotonic()
-        try:
-            outcomes = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(6)),
-                                            return_exceptions=True)
-            return outcomes, time.monotonic() - started
-        finally:
-            stalled.set()
-            await client.close()
-            await runner.cleanup()
+        async with in_flight_client(stall, timeout=0.4, in_flight=1) as client:
+            started = time.monotonic()
+            try:
+                outcomes = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(6)),
+                                                return_exceptions=True)
+                return outcomes, time.monotonic() - started
+            finally:
+                stalled.set()
 
     outcomes, took = asyncio.run(run())
     assert all(isinstance(outcome, RasaUnavailable) for outcome in outcomes)
@@ -183,8 +193,7 @@ def test_a_place_left_by_a_timed_out_request_goes_to_the_next():
 
     from aiohttp import web
 
-    from bot.rasa_client import RasaClient, RasaUnavailable
-    from conftest import serve_app
+    from bot.rasa_client import RasaUnavailable
 
     slow = {"telegram:0", "telegram:1"}
 
@@ -195,23 +204,15 @@ def test_a_place_left_by_a_timed_out_request_goes_to_the_next():
         return web.json_response([{"text": "ok"}])
 
     async def run():
-        app = web.Application()
-        app.router.add_post("/webhooks/rest/webhook", answer)
-        runner, base = await serve_app(app)
-        client = RasaClient(base, timeout=0.3, in_flight=1)
-        try:
+        async with in_flight_client(answer, timeout=0.3, in_flight=1) as client:
             first = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(2)),
                                          return_exceptions=True)
             later = await asyncio.gather(*(client.turn(f"telegram:{n}", "hi", {}) for n in range(2, 6)))
             return first, later
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     first, later = asyncio.run(run())
     assert all(isinstance(outcome, RasaUnavailable) for outcome in first)
     assert [turn.replies[0].text for turn in later] == ["ok"] * 4
-
 
 def test_the_gateway_keeps_one_turn_more_in_rasa_than_it_has_workers():
     from bot.rasa_client import in_flight_for
