@@ -91,7 +91,7 @@ class RasaClient:
         self._auth = {"token": token} if token else {}  # for Rasa's HTTP API, not the webhook
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None  # FIFO since Python 3.10.9 (no barging)
+        self._slots: asyncio.Semaphore | None = None  # FIFO: in 3.10.13 a newcomer never passes a waiter
 
     def _client(self) -> aiohttp.ClientSession:
         """The session of the running event loop (made on first use: a session belongs to one loop)."""
