@@ -116,18 +116,14 @@ class RasaClient:
         """One request; its answer's JSON. Any failure (refused, timed out, an error status, an
         answer that is not JSON) is ``RasaUnavailable``, caused by what went wrong. ``headers``,
         if given, gets the answer's headers (names in lower case)."""
-        options: dict[str, Any] = {"params": params or None, "json": json_body}
-        if timeout is not None:
-            options["timeout"] = aiohttp.ClientTimeout(total=timeout)
         session = self._client()
         try:
-            # waiting for a slot counts towards the time-out: a stalled Rasa fails every queued
-            # message after the time-out, not after the sum of those ahead of it
+            # one deadline for waiting for a place and the request: a stalled Rasa fails every
+            # queued message after the time-out, not after the sum of those ahead of it
             async with async_timeout.timeout(self.timeout if timeout is None else timeout):
-                async with contextlib.AsyncExitStack() as slot:
-                    if self._slots is not None:
-                        await slot.enter_async_context(self._slots)
-                    async with session.request(method, f"{self.base_url}{path}", **options) as response:
+                async with self._slots or contextlib.nullcontext():
+                    async with session.request(method, f"{self.base_url}{path}",
+                                               params=params or None, json=json_body) as response:
                         body = await response.read()
                         if headers is not None:
                             headers.update((name.lower(), value) for name, value in response.headers.items())
